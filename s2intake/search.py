@@ -1,0 +1,507 @@
+"""STAC search: Earth Search v1/v0 (or any STAC API, or a local item file) -> items.
+
+The ``query`` extension or a CQL2 ``filter`` is chosen from the API's conformance classes;
+paging is followed to the end, transient HTTP failures are retried with backoff, and an
+interrupted search raises instead of handing back a partial list.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pystac
+import requests
+import shapely.geometry
+from urllib3.util.retry import Retry
+
+from .aoi import AOI, read_aoi
+from .errors import EmptySearchError, ProfileError, SearchError
+from .profiles import Profile, default_stac_url, profile_for
+
+log = logging.getLogger(__name__)
+
+#: HTTP statuses worth another try (throttling and gateway hiccups).
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+
+
+@dataclass
+class SearchResult:
+    """What a search found, with what is needed to stack it.
+
+    Attributes
+    ----------
+    items:
+        The matched items as dicts, sorted by datetime then id.
+    aoi:
+        The area searched (travels on into the stack's attrs), or ``None``.
+    profile:
+        Earth Search profile (v1 or v0) the items follow.
+    url:
+        Where they came from (STAC API URL or local file).
+    matched:
+        ``numberMatched`` reported by the API, when it reports one.
+    mode:
+        ``"query"``, ``"filter"`` or ``"local"``: how the property filter was sent.
+    """
+
+    items: list[dict[str, Any]]
+    aoi: AOI | None
+    profile: Profile
+    url: str
+    matched: int | None = None
+    mode: str = "query"
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def item_collection(self) -> pystac.ItemCollection:
+        """The items as a pystac ``ItemCollection``."""
+        return pystac.ItemCollection([pystac.Item.from_dict(i) for i in self.items])
+
+    def to_geodataframe(self):
+        """Items table (GeoDataFrame indexed by acquisition datetime)."""
+        from .items import items_to_geodataframe
+
+        return items_to_geodataframe(self.items)
+
+    def __repr__(self) -> str:
+        span = ""
+        if self.items:
+            span = f", {self.items[0]['properties']['datetime'][:10]}.." \
+                   f"{self.items[-1]['properties']['datetime'][:10]}"
+        return f"<SearchResult {len(self.items)} items from {self.url} ({self.mode}{span})>"
+
+
+def parse_datetime(value: Any) -> str | None:
+    """Normalise a datetime range to the STAC ``start/end`` string (``..`` for open ends).
+
+    Accepts ``"2020-01-01/2021-06-30"``, ``"2020-09-08"``, a ``(start, end)`` pair of strings,
+    dates or datetimes (``None`` for an open end), or ``None`` for no limit.
+
+    Raises
+    ------
+    SearchError
+        If a part cannot be parsed or the start is after the end.
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        parts = value.split("/")
+        if len(parts) > 2:
+            raise SearchError(f"datetime {value!r}: expected 'start/end'")
+        if len(parts) == 1:
+            start = _parse_instant(parts[0], value)
+            if start is None:
+                return None
+            day_only = re.fullmatch(r"\d{4}-\d{2}-\d{2}", parts[0].strip())
+            end = start + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1) \
+                if day_only else start
+            return f"{_fmt(start)}/{_fmt(end)}"
+        start_raw, end_raw = parts
+    elif isinstance(value, Sequence) and len(value) == 2:
+        start_raw, end_raw = value
+    else:
+        raise SearchError(f"datetime {value!r}: give 'start/end', a (start, end) pair or None")
+    start = _parse_instant(start_raw, value)
+    end = _parse_instant(end_raw, value, end=True)
+    if start is not None and end is not None and start > end:
+        raise SearchError(f"datetime {value!r}: start {_fmt(start)} is after end {_fmt(end)}")
+    return f"{_fmt(start)}/{_fmt(end)}"
+
+
+def _parse_instant(raw: Any, whole: Any, end: bool = False) -> pd.Timestamp | None:
+    if raw is None or (isinstance(raw, str) and raw.strip() in ("", "..")):
+        return None
+    try:
+        stamp = pd.Timestamp(raw)
+    except (ValueError, TypeError):
+        raise SearchError(f"datetime {whole!r}: cannot parse {raw!r}") from None
+    if pd.isna(stamp):
+        raise SearchError(f"datetime {whole!r}: cannot parse {raw!r}")
+    stamp = stamp.tz_convert("UTC") if stamp.tzinfo else stamp.tz_localize("UTC")
+    is_day = isinstance(raw, dt.date) and not isinstance(raw, dt.datetime)
+    is_day = is_day or (isinstance(raw, str) and re.fullmatch(r"\s*\d{4}-\d{2}-\d{2}\s*", raw))
+    if end and is_day:
+        stamp = stamp + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)
+    return stamp
+
+
+def _fmt(stamp: pd.Timestamp | None) -> str:
+    if stamp is None:
+        return ".."
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ").replace(".000000Z", "Z")
+
+
+def _retry_policy(retries: int) -> Retry:
+    return Retry(
+        total=retries,
+        connect=retries,
+        read=retries,
+        status=retries,
+        backoff_factor=0.5,
+        backoff_max=8,
+        status_forcelist=RETRY_STATUSES,
+        allowed_methods=None,  # POST searches are idempotent: retry them too
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
+
+
+def open_client(url: str, *, retries: int = 5, timeout: float = 30,
+                headers: Mapping[str, str] | None = None):
+    """Open a pystac-client ``Client`` with retries, a timeout and v0's missing conformance.
+
+    Raises
+    ------
+    SearchError
+        If the API cannot be reached or does not answer like a STAC API.
+    """
+    from pystac_client import Client
+    from pystac_client.stac_api_io import StacApiIO
+
+    stac_io = StacApiIO(headers=dict(headers or {}), timeout=timeout,
+                        max_retries=_retry_policy(retries))
+    try:
+        client = Client.open(url, stac_io=stac_io, timeout=timeout)
+    except requests.ConnectionError as exc:
+        raise SearchError(f"cannot reach STAC API at {url}: {_short(exc)}") from None
+    except requests.Timeout:
+        raise SearchError(f"STAC API at {url} did not answer within {timeout} s") from None
+    except Exception as exc:  # pystac-client wraps HTTP errors in APIError, JSON in others
+        raise SearchError(f"cannot open STAC API at {url}: {_short(exc)}") from None
+    if not client.get_conforms_to():
+        # Earth Search v0 declares no conformance at all but does speak item-search/query.
+        client.add_conforms_to("ITEM_SEARCH")
+        client.add_conforms_to("QUERY")
+    return client
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    text = str(exc).strip().replace("\n", " ")
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def search(
+    aoi: Any = None,
+    datetime: Any = None,
+    *,
+    max_cloud: float | None = None,
+    collection: str | None = None,
+    url: str | None = None,
+    query: Mapping[str, Any] | Sequence[str] | None = None,
+    filter: Mapping[str, Any] | str | None = None,  # noqa: A002 - the STAC name
+    ids: Sequence[str] | None = None,
+    limit: int = 100,
+    max_items: int | None = None,
+    retries: int = 5,
+    timeout: float = 30,
+    headers: Mapping[str, str] | None = None,
+    progress: Callable[[int], None] | None = None,
+    allow_empty: bool = False,
+) -> SearchResult:
+    """Search Earth Search (or any STAC API) for Sentinel-2 L2A items over an AOI.
+
+    Parameters
+    ----------
+    aoi:
+        Anything :func:`s2intake.aoi.read_aoi` accepts; sent as ``intersects``.
+    datetime:
+        A range, see :func:`parse_datetime`.
+    max_cloud:
+        Largest ``eo:cloud_cover`` (percent) to keep.
+    collection:
+        Collection id; defaults to the profile's (``sentinel-2-l2a`` on v1,
+        ``sentinel-s2-l2a-cogs`` on v0, picked from the URL).
+    url:
+        STAC API root; default ``$S2INTAKE_STAC_URL`` or Earth Search v1. A path to a local
+        JSON FeatureCollection/ItemCollection searches that file instead (used for the
+        embedded sample and frozen snapshots).
+    query:
+        Extra ``query`` extension terms, dict form or Earth Search v0's list-of-strings form.
+    filter:
+        A CQL2-JSON (dict) or CQL2-text filter. Refused when the API does not declare the
+        filter extension, since such APIs (Earth Search v1) silently ignore it.
+    limit, max_items:
+        Page size and an optional cap on the number of items.
+    retries, timeout:
+        HTTP retries with exponential backoff (429/5xx, resets) and per-request timeout.
+    progress:
+        Called with the running item count after each page.
+    allow_empty:
+        Return an empty result instead of raising :class:`EmptySearchError`.
+
+    Returns
+    -------
+    SearchResult
+    """
+    url = url or default_stac_url()
+    area = read_aoi(aoi) if aoi is not None else None
+    when = parse_datetime(datetime)
+    if limit < 1:
+        raise SearchError(f"limit must be >= 1, got {limit}")
+    if max_cloud is not None and not 0 <= float(max_cloud) <= 100:
+        raise SearchError(f"max_cloud must be between 0 and 100, got {max_cloud}")
+    local = _local_source(url)
+    profile = profile_for(collection, None if local else url)
+    collection = collection or profile.collection
+    parameters = {"collection": collection, "datetime": when, "max_cloud": max_cloud,
+                  "query": query, "filter": filter, "ids": ids}
+    if local is not None:
+        items = _search_local(local, area, when, collection, profile, max_cloud, query, filter,
+                              ids)
+        matched, mode = len(items), "local"
+        if max_items is not None:
+            items = items[:max_items]
+    else:
+        items, matched, mode = _search_api(url, area, when, collection, profile, max_cloud,
+                                           query, filter, ids, limit, max_items, retries,
+                                           timeout, headers, progress)
+    items.sort(key=lambda i: (i["properties"].get("datetime") or "", i["id"]))
+    if not items and not allow_empty:
+        raise EmptySearchError(
+            f"no {collection} item at {url} matched"
+            + "".join(f" {k}={v!r}" for k, v in parameters.items() if v not in (None, {}, []))
+            + (f" over AOI bounds {tuple(round(b, 4) for b in area.bounds)}" if area else "")
+        )
+    log.info("%d items matched at %s", len(items), url)
+    return SearchResult(items, area, profile, url, matched, mode, parameters)
+
+
+def _search_api(url, area, when, collection, profile, max_cloud, query, filter, ids, limit,
+                max_items, retries, timeout, headers, progress):
+    from pystac_client.exceptions import APIError
+
+    client = open_client(url, retries=retries, timeout=timeout, headers=headers)
+    _check_collection(client, url, collection)
+    user_query = _normalise_query(query)
+    mode = "query"
+    kwargs: dict[str, Any] = {}
+    if filter is not None:
+        if not client.conforms_to("FILTER"):
+            raise SearchError(
+                f"the STAC API at {url} does not declare the CQL2 filter extension, so it "
+                "would ignore filter= and return unfiltered items (Earth Search v1 does "
+                "exactly that); use query= (or max_cloud=) instead"
+            )
+        kwargs["filter"] = filter
+        kwargs["filter_lang"] = "cql2-text" if isinstance(filter, str) else "cql2-json"
+        mode = "filter"
+    cloud_query = profile.cloud_query(max_cloud)
+    if client.conforms_to("QUERY") or not client.conforms_to("FILTER"):
+        merged = {**cloud_query, **user_query}
+        if merged:
+            kwargs["query"] = merged
+    else:
+        # A filter-only API: express the cloud limit in CQL2 and AND it with the user's.
+        terms = [{"op": "<=", "args": [{"property": "eo:cloud_cover"}, float(max_cloud)]}] \
+            if max_cloud is not None else []
+        if user_query:
+            raise SearchError(f"the STAC API at {url} does not support the query extension; "
+                              "give a CQL2 filter= instead of query=")
+        if terms:
+            if filter is not None and not isinstance(filter, str):
+                terms.append(dict(filter))
+            elif filter is not None:
+                raise SearchError("combine max_cloud with a CQL2-JSON filter, not CQL2 text, "
+                                  f"on {url}")
+            kwargs["filter"] = terms[0] if len(terms) == 1 else {"op": "and", "args": terms}
+            kwargs["filter_lang"] = "cql2-json"
+            mode = "filter"
+    search = client.search(collections=[collection], intersects=area.geojson if area else None,
+                           datetime=when, ids=list(ids) if ids else None, limit=limit,
+                           max_items=max_items, **kwargs)
+    items: list[dict[str, Any]] = []
+    pages = 0
+    try:
+        for page in search.pages_as_dicts():
+            pages += 1
+            items.extend(page.get("features", []))
+            if progress is not None:
+                progress(len(items))
+            if max_items is not None and len(items) >= max_items:
+                items = items[:max_items]
+                break
+    except (APIError, requests.RequestException, json.JSONDecodeError, ValueError) as exc:
+        raise SearchError(
+            f"search at {url} was interrupted on page {pages + 1} after {len(items)} items "
+            f"(not returning a partial list): {_short(exc)}"
+        ) from None
+    matched = None
+    try:
+        matched = search.matched()
+    except Exception:  # noqa: BLE001 - matched() makes another request some APIs refuse
+        matched = None
+    if matched is not None and max_items is None and len(items) < matched:
+        raise SearchError(f"search at {url} returned {len(items)} items but the API reported "
+                          f"{matched} matches; the paging stopped early")
+    seen: set[str] = set()
+    unique = []
+    for item in items:
+        if item["id"] not in seen:
+            seen.add(item["id"])
+            unique.append(item)
+    return unique, matched, mode
+
+
+def _check_collection(client: Any, url: str, collection: str) -> None:
+    try:
+        client.get_collection(collection)
+    except Exception as exc:  # noqa: BLE001 - 404 arrives as APIError or NotFoundError
+        text = str(exc)
+        if "404" in text or "not found" in text.lower() or "NotFound" in type(exc).__name__:
+            try:
+                known = sorted(c.id for c in client.get_collections())
+            except Exception:  # noqa: BLE001
+                known = []
+            raise ProfileError(
+                f"collection {collection!r} not found at {url}"
+                + (f"; it has {', '.join(known)}" if known else "")
+            ) from None
+        raise SearchError(f"cannot read collection {collection!r} at {url}: {_short(exc)}") \
+            from None
+
+
+def _normalise_query(query: Mapping[str, Any] | Sequence[str] | None) -> dict[str, Any]:
+    """Dict-form query from the dict or Earth Search v0 list-of-strings form."""
+    if query is None:
+        return {}
+    if isinstance(query, Mapping):
+        return {k: dict(v) if isinstance(v, Mapping) else {"eq": v} for k, v in query.items()}
+    if isinstance(query, str):
+        query = [query]
+    out: dict[str, dict[str, Any]] = {}
+    ops = {"<=": "lte", ">=": "gte", "<>": "neq", "!=": "neq", "<": "lt", ">": "gt", "=": "eq"}
+    for term in query:
+        match = re.fullmatch(r"\s*([\w:.\-]+)\s*(<=|>=|<>|!=|<|>|=)\s*(.+?)\s*", term)
+        if not match:
+            raise SearchError(f"query term {term!r}: expected 'property<op>value' "
+                              "with op one of = < <= > >= <>")
+        prop, op, raw = match.groups()
+        out.setdefault(prop, {})[ops[op]] = _coerce(raw)
+    return out
+
+
+def _coerce(raw: str) -> Any:
+    lowered = raw.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    try:
+        return int(raw)
+    except ValueError:
+        pass
+    try:
+        return float(raw)
+    except ValueError:
+        return raw.strip("'\"")
+
+
+# ---------------------------------------------------------------- local item files
+
+
+def _local_source(url: str) -> Path | None:
+    if url.startswith(("http://", "https://")):
+        return None
+    path = Path(url[7:] if url.startswith("file://") else url).expanduser()
+    if path.is_dir():
+        path = path / "items.json"
+    if not path.exists():
+        raise SearchError(f"{url} is neither an http(s) STAC API nor an existing item file")
+    return path
+
+
+def load_item_file(path: Path) -> list[dict[str, Any]]:
+    """Items from a local FeatureCollection/ItemCollection (or JSON list) file."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SearchError(f"cannot read item file {path}: {exc}") from None
+    features = data.get("features") if isinstance(data, dict) else data
+    if not isinstance(features, list):
+        raise SearchError(f"{path} holds no 'features' list")
+    return features
+
+
+_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "eq": lambda a, b: a == b, "neq": lambda a, b: a != b, "lt": lambda a, b: a < b,
+    "lte": lambda a, b: a <= b, "gt": lambda a, b: a > b, "gte": lambda a, b: a >= b,
+    "in": lambda a, b: a in b,
+}
+
+
+def _search_local(path, area, when, collection, profile, max_cloud, query, filter, ids):
+    if filter is not None:
+        raise SearchError("CQL2 filter= is only supported against a STAC API; use query= on "
+                          f"the local item file {path}")
+    terms = {**profile.cloud_query(max_cloud), **_normalise_query(query)}
+    start = end = None
+    if when:
+        first, last = when.split("/")
+        start = None if first == ".." else pd.Timestamp(first)
+        end = None if last == ".." else pd.Timestamp(last)
+    geom = area.geometry if area else None
+    out = []
+    for item in load_item_file(path):
+        props = item.get("properties", {})
+        if item.get("collection", collection) != collection:
+            continue
+        if ids and item["id"] not in ids:
+            continue
+        stamp = pd.Timestamp(props["datetime"])
+        if (start is not None and stamp < start) or (end is not None and stamp > end):
+            continue
+        if geom is not None and not shapely.geometry.shape(item["geometry"]).intersects(geom):
+            continue
+        if not _matches(props, terms):
+            continue
+        out.append(item)
+    return out
+
+
+def _matches(props: Mapping[str, Any], terms: Mapping[str, Mapping[str, Any]]) -> bool:
+    for prop, ops in terms.items():
+        if prop not in props:
+            return False
+        for op, value in ops.items():
+            if op not in _OPS:
+                raise SearchError(f"query operator {op!r} on {prop!r} is not supported")
+            try:
+                if not _OPS[op](props[prop], value):
+                    return False
+            except TypeError:
+                return False
+    return True
+
+
+def items_from(source: Any) -> list[dict[str, Any]]:
+    """Item dicts from a SearchResult, pystac ItemCollection/ItemSearch/Items, or dicts."""
+    if isinstance(source, SearchResult):
+        return source.items
+    if hasattr(source, "item_collection") and callable(source.item_collection):
+        source = source.item_collection()  # pystac-client ItemSearch
+    if isinstance(source, pystac.ItemCollection):
+        return [i.to_dict() for i in source.items]
+    if isinstance(source, Mapping) and source.get("type") == "FeatureCollection":
+        return list(source["features"])
+    if isinstance(source, Iterable) and not isinstance(source, str | bytes | Mapping):
+        out = []
+        for item in source:
+            if isinstance(item, pystac.Item):
+                out.append(item.to_dict())
+            elif isinstance(item, Mapping) and item.get("type") == "Feature":
+                out.append(dict(item))
+            else:
+                raise SearchError(f"cannot use {type(item).__name__} as a STAC item")
+        return out
+    raise SearchError(f"cannot read STAC items from {type(source).__name__}")
