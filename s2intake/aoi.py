@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import shapely
 import shapely.geometry
-import shapely.ops
 import shapely.validation
 from pyproj import CRS, Transformer
 
@@ -56,7 +55,17 @@ class AOI:
             return self.geometry
         transformer = Transformer.from_crs(4326, target, always_xy=True)
         dense = shapely.segmentize(self.geometry, densify_deg)
-        return shapely.ops.transform(transformer.transform, dense)
+        return _transform(dense, transformer)
+
+
+def _transform(geometry: shapely.Geometry, transformer: Transformer) -> shapely.Geometry:
+    """Apply a pyproj transformer to every coordinate (vectorised)."""
+
+    def apply(xy: np.ndarray) -> np.ndarray:
+        x, y = transformer.transform(xy[:, 0], xy[:, 1])
+        return np.column_stack([x, y])
+
+    return shapely.transform(geometry, apply)
 
 
 def read_aoi(aoi: Any, crs: Any | None = None) -> AOI:
@@ -90,7 +99,7 @@ def read_aoi(aoi: Any, crs: Any | None = None) -> AOI:
         try:
             transformer = Transformer.from_crs(CRS.from_user_input(input_crs), 4326,
                                                always_xy=True)
-            geometry = shapely.ops.transform(transformer.transform, geometry)
+            geometry = _transform(geometry, transformer)
         except Exception as exc:  # pyproj raises several types
             raise AOIError(f"{source}: cannot reproject from {input_crs!r}: {exc}") from None
     return AOI(_validate(geometry, source), source)

@@ -44,7 +44,7 @@ def grid_of(obj: xr.Dataset | xr.DataArray) -> tuple[str, Affine]:
 def _mask_block(block: np.ndarray, geometry: bytes, transform: tuple, all_touched: bool,
                 block_info: Any = None) -> np.ndarray:
     (r0, r1), (c0, c1) = block_info[None]["array-location"]
-    local = Affine(*transform) * Affine.translation(c0, r0)
+    local = Affine(*transform) @ Affine.translation(c0, r0)
     shape = (r1 - r0, c1 - c0)
     geom = shapely.from_wkb(geometry)
     return geometry_mask([geom], out_shape=shape, transform=local, invert=True,

@@ -30,7 +30,7 @@ from .aoi import AOI, read_aoi
 from .errors import StackError
 from .gdal_env import ReadOptions
 from .profiles import BANDS, REFLECTANCE_SCALE, canonical_bands, detect_profile
-from .reader import ChunkTask, Source, gdal_path, read_chunk
+from .reader import RAW_LAYER_PREFIX, ChunkTask, Source, block_pixels, gdal_path, read_block
 
 #: Attribute key under which the AOI (GeoJSON text, lon/lat) travels with a dataset.
 AOI_ATTR = "s2intake_aoi"
@@ -310,22 +310,24 @@ def _band_array(name: str, groups: list[list[dict]], transform: Affine, x_edges:
             sources.append(Source(asset["href"], item["id"], offset))
         for i in range(len(y_edges) - 1):
             for j in range(len(x_edges) - 1):
-                chunk_transform = transform * Affine.translation(x_edges[j], y_edges[i])
+                chunk_transform = transform @ Affine.translation(x_edges[j], y_edges[i])
                 shape = (y_edges[i + 1] - y_edges[i], x_edges[j + 1] - x_edges[j])
                 tasks[(t, i, j)] = ChunkTask(
                     sources=tuple(sources), band=name, crs=crs,
                     transform=tuple(chunk_transform)[:6], shape=shape, dtype=dtype,
-                    nodata=nodata, resampling=method, scale=factor, options=options)
-    label = f"s2read-{name}-" + tokenize(sorted(tasks.items()))
-    graph = {(label, t, i, j): (_read_3d, task) for (t, i, j), task in tasks.items()}
+                    nodata=nodata, resampling=method, scale=factor, options=options,
+                    chunk=(t, i, j))
+    token = tokenize(sorted(tasks.items()))
+    label = f"s2read-{name}-" + token
+    # Two layers: each read task returns (pixels, failed reads); the array's chunk takes
+    # the pixels. reader.compute_with_failures collects the failures from the same tasks.
+    raw = f"{RAW_LAYER_PREFIX}{name}-" + token
+    reads = {(raw, t, i, j): (read_block, task) for (t, i, j), task in tasks.items()}
+    graph = {(label, t, i, j): (block_pixels, (raw, t, i, j)) for (t, i, j) in tasks}
     chunks = ((1,) * len(groups), tuple(np.diff(y_edges)), tuple(np.diff(x_edges)))
-    hlg = HighLevelGraph.from_collections(label, graph, dependencies=())
+    hlg = HighLevelGraph({raw: reads, label: graph}, {raw: set(), label: {raw}})
     return da.Array(hlg, label, chunks, dtype=dtype,
                     meta=np.empty((0, 0, 0), dtype=dtype))
-
-
-def _read_3d(task: ChunkTask) -> np.ndarray:
-    return read_chunk(task)[np.newaxis]
 
 
 def _coords(groups: list[list[dict]], transform: Affine, width: int, height: int,
