@@ -38,7 +38,8 @@ __version__ = "0.1.0"
 __all__ = [
     "AOI", "AOIError", "CatalogError", "EmptySearchError", "ProfileError", "ReadError",
     "RenderError", "S2IntakeError", "SearchError", "SearchResult", "SecurityError",
-    "StackError", "clip", "items_to_geodataframe", "load", "read_aoi", "search", "stack",
+    "StackError", "clip", "items_to_geodataframe", "load", "open_catalog", "read_aoi", "search",
+    "stack",
     "to_gif", "to_rgb",
 ]
 
@@ -49,3 +50,15 @@ def load(aoi=None, datetime=None, *, bands=("red", "green", "blue"), max_cloud=N
     found = search(aoi, datetime, max_cloud=max_cloud, collection=collection, url=url,
                    query=query, filter=filter)
     return stack(found, bands, **stack_kwargs)
+
+
+def open_catalog(path, **kwargs):
+    """Open an Intake catalog (v1 or intake 2 YAML) that cannot run code.
+
+    See :func:`s2intake.intake_source.open_catalog`: ``yaml.safe_load``, no ``shell()``,
+    no ``cls``/``plugins``, only declared parameters templated. Intake is imported here,
+    on first use, not when s2intake is.
+    """
+    from .intake_source import open_catalog as _open_catalog
+
+    return _open_catalog(path, **kwargs)
