@@ -267,8 +267,10 @@ def sample_build(root: Path | None, dense: bool, dates: int | None, force: bool)
 
 def _register_subcommands() -> None:
     from .cli_catalog import catalog
+    from .cli_freeze import freeze
 
     main.add_command(catalog)
+    main.add_command(freeze)
 
 
 _register_subcommands()
