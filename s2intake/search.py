@@ -8,9 +8,14 @@ interrupted search raises instead of handing back a partial list.
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 import json
 import logging
+import random
 import re
+import threading
+import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,10 +25,14 @@ import pandas as pd
 import pystac
 import requests
 import shapely.geometry
-from urllib3.util.retry import Retry
+from pystac import Link
+from pystac_client.exceptions import APIError
+from pystac_client.stac_api_io import StacApiIO
+from requests import Request
 
 from .aoi import AOI, read_aoi
 from .errors import EmptySearchError, ProfileError, SearchError
+from .gdal_env import is_secret, redact_url, scrub, secret_values
 from .profiles import Profile, default_stac_url, profile_for
 
 log = logging.getLogger(__name__)
@@ -144,24 +153,196 @@ def _fmt(stamp: pd.Timestamp | None) -> str:
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ").replace(".000000Z", "Z")
 
 
-def _retry_policy(retries: int) -> Retry:
-    return Retry(
-        total=retries,
-        connect=retries,
-        read=retries,
-        status=retries,
-        backoff_factor=0.5,
-        backoff_max=8,
-        status_forcelist=RETRY_STATUSES,
-        allowed_methods=None,  # POST searches are idempotent: retry them too
-        respect_retry_after_header=True,
-        raise_on_status=False,
-    )
+#: Longest wait s2intake honours from a ``Retry-After`` header, in seconds.
+MAX_RETRY_AFTER = 30.0
+#: Default bound on the time spent on one request, retries included, in seconds.
+DEFAULT_DEADLINE = 120.0
+
+
+class RequestFailed(APIError):
+    """A STAC API request failed (after its retries, or at once for a permanent error).
+
+    Attributes
+    ----------
+    status_code:
+        The last HTTP status received, ``None`` for connection errors, timeouts and
+        truncated or undecodable bodies.
+    url, method:
+        What was requested (URL credentials masked).
+    attempts:
+        How many times it was sent.
+    """
+
+    def __init__(self, message: str, *, status_code: int | None = None, url: str = "",
+                 method: str = "GET", attempts: int = 1) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.url = url
+        self.method = method
+        self.attempts = attempts
+
+
+class _Transient(Exception):
+    """One attempt failed in a way worth retrying."""
+
+    def __init__(self, reason: str, status: int | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.retry_after = retry_after
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
+
+
+class RetryingStacApiIO(StacApiIO):
+    """pystac-client I/O that retries every STAC API request, and never logs headers.
+
+    A request is retried on HTTP 429/500/502/503/504, connection errors (refused, reset),
+    timeouts (``timeout`` seconds without a byte), truncated bodies and bodies that are not
+    UTF-8 JSON objects. Waits grow as ``backoff * 2**n`` (with jitter, at most
+    ``max_backoff``), or follow ``Retry-After`` (at most :data:`MAX_RETRY_AFTER`) when the
+    server sends one. A request is sent at most ``retries + 1`` times and no new attempt
+    starts after ``deadline`` seconds; then :class:`RequestFailed` is raised with the URL,
+    the number of attempts and the last HTTP status. Other statuses (400, 404...) fail at
+    once. Every retry is logged at INFO on ``s2intake.search`` (URL, reason, wait) and
+    counted in :attr:`retried`.
+
+    Parameters
+    ----------
+    headers:
+        Sent with every request (values never logged nor shown in errors).
+    timeout:
+        Per-request socket timeout, seconds.
+    retries, backoff, max_backoff, deadline:
+        Retry policy, see above.
+    """
+
+    def __init__(self, headers: Mapping[str, str] | None = None, *, timeout: float = 30,
+                 retries: int = 5, backoff: float = 0.5, max_backoff: float = 8.0,
+                 deadline: float = DEFAULT_DEADLINE) -> None:
+        super().__init__(headers=dict(headers or {}), timeout=timeout, max_retries=None)
+        self.retries = max(0, int(retries))
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.deadline = deadline
+        self._secrets = secret_values({f"HEADER_{k}": v for k, v in (headers or {}).items()
+                                       if is_secret(k) or k.lower() in _SECRET_HEADERS})
+        self.retried: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def _clean(self, text: str) -> str:
+        return scrub(text, self._secrets)
+
+    def request(self, href: str, method: str | None = None,
+                headers: dict[str, str] | None = None,
+                parameters: dict[str, Any] | None = None) -> str:
+        """Send one request (no retry here); raise :class:`_Transient` or ``APIError``."""
+        method = (method or "GET").upper()
+        if method in ("POST", "PUT", "PATCH"):
+            request = Request(method=method, url=href, headers=headers, json=parameters)
+        else:
+            request = Request(method=method, url=href, headers=headers,
+                              params=dict(parameters or {}))
+        modified = self._req_modifier(request) if self._req_modifier else None
+        prepped = self.session.prepare_request(modified or request)
+        log.debug("%s %s", prepped.method, redact_url(str(prepped.url)))
+        settings = self.session.merge_environment_settings(
+            prepped.url, proxies={}, stream=None, verify=True, cert=None)
+        try:
+            resp = self.session.send(prepped, timeout=self.timeout, **settings)
+            body = resp.content  # a truncated body raises here (ChunkedEncodingError)
+        except requests.Timeout:
+            raise _Transient(f"no answer within {self.timeout} s") from None
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                requests.exceptions.ContentDecodingError) as exc:
+            raise _Transient(self._clean(_short(exc, 200))) from None
+        if resp.status_code in RETRY_STATUSES:
+            raise _Transient(f"HTTP {resp.status_code} {resp.reason or ''}".strip(),
+                             resp.status_code, _retry_after(resp.headers.get("Retry-After")))
+        if not 200 <= resp.status_code < 300:
+            raise RequestFailed(
+                f"{method} {redact_url(href)} answered HTTP {resp.status_code} "
+                f"{resp.reason or ''}: {self._clean(_short(Exception(resp.text), 200))}",
+                status_code=resp.status_code, url=redact_url(href), method=method)
+        try:
+            return body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _Transient("the answer is not UTF-8 (garbled body)",
+                             resp.status_code) from None
+
+    def read_json(self, source: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Read a JSON object from ``source`` (URL or Link), retrying as described above."""
+        if isinstance(source, Link):
+            link = source.to_dict()
+            method, url = str(link.get("method", "GET")).upper(), str(link["href"])
+        else:
+            method = str(kwargs.get("method") or (args[0] if args else None) or "GET").upper()
+            url = str(source)
+        started = time.monotonic()
+        delay = self.backoff
+        last: _Transient | None = None
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                text = self.read_text(source, *args, **kwargs)
+                try:
+                    data = json.loads(text)
+                except json.JSONDecodeError:
+                    raise _Transient("the answer is not valid JSON (truncated or garbled "
+                                     "body)") from None
+                if not isinstance(data, dict):
+                    raise _Transient("the answer is not a JSON object")
+                return data
+            except _Transient as exc:
+                last = exc
+            elapsed = time.monotonic() - started
+            wait = min(delay, self.max_backoff) * random.uniform(0.5, 1.0)
+            if last.retry_after is not None:
+                wait = max(wait, min(last.retry_after, MAX_RETRY_AFTER))
+            if attempt > self.retries or elapsed + wait > self.deadline:
+                break
+            with self._lock:
+                self.retried[str(last.status or last)] += 1
+            log.info("retrying %s %s in %.1f s (attempt %d of %d): %s", method,
+                     redact_url(url), wait, attempt + 1, self.retries + 1, last)
+            time.sleep(wait)
+            delay *= 2
+        status = f"last HTTP status {last.status}" if last.status else "no HTTP status"
+        raise RequestFailed(
+            f"{method} {redact_url(url)} failed after {attempt} attempt"
+            f"{'s' if attempt > 1 else ''} in {time.monotonic() - started:.1f} s "
+            f"({status}): {last}", status_code=last.status, url=redact_url(url),
+            method=method, attempts=attempt)
+
+
+#: Header names whose values are credentials even when the name does not say so.
+_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key",
+                             "api-key", "apikey", "ocp-apim-subscription-key"})
 
 
 def open_client(url: str, *, retries: int = 5, timeout: float = 30,
-                headers: Mapping[str, str] | None = None):
+                headers: Mapping[str, str] | None = None,
+                deadline: float = DEFAULT_DEADLINE):
     """Open a pystac-client ``Client`` with retries, a timeout and v0's missing conformance.
+
+    Every request of the client (landing page, collections, search pages) goes through
+    :class:`RetryingStacApiIO`.
 
     Raises
     ------
@@ -169,18 +350,16 @@ def open_client(url: str, *, retries: int = 5, timeout: float = 30,
         If the API cannot be reached or does not answer like a STAC API.
     """
     from pystac_client import Client
-    from pystac_client.stac_api_io import StacApiIO
 
-    stac_io = StacApiIO(headers=dict(headers or {}), timeout=timeout,
-                        max_retries=_retry_policy(retries))
+    stac_io = RetryingStacApiIO(headers, timeout=timeout, retries=retries, deadline=deadline)
+    where = redact_url(url)
     try:
         client = Client.open(url, stac_io=stac_io, timeout=timeout)
-    except requests.ConnectionError as exc:
-        raise SearchError(f"cannot reach STAC API at {url}: {_short(exc)}") from None
-    except requests.Timeout:
-        raise SearchError(f"STAC API at {url} did not answer within {timeout} s") from None
+    except RequestFailed as exc:
+        raise SearchError(f"cannot open the STAC API at {where}: {exc}") from None
     except Exception as exc:  # pystac-client wraps HTTP errors in APIError, JSON in others
-        raise SearchError(f"cannot open STAC API at {url}: {_short(exc)}") from None
+        raise SearchError(f"cannot open STAC API at {where}: "
+                          f"{stac_io._clean(_short(exc))}") from None
     if not client.get_conforms_to():
         # Earth Search v0 declares no conformance at all but does speak item-search/query.
         client.add_conforms_to("ITEM_SEARCH")
@@ -281,8 +460,6 @@ def search(
 
 def _search_api(url, area, when, collection, profile, max_cloud, query, filter, ids, limit,
                 max_items, retries, timeout, headers, progress):
-    from pystac_client.exceptions import APIError
-
     client = open_client(url, retries=retries, timeout=timeout, headers=headers)
     _check_collection(client, url, collection)
     user_query = _normalise_query(query)
@@ -334,9 +511,12 @@ def _search_api(url, area, when, collection, profile, max_cloud, query, filter, 
                 items = items[:max_items]
                 break
     except (APIError, requests.RequestException, json.JSONDecodeError, ValueError) as exc:
+        status = getattr(exc, "status_code", None)
+        clean = getattr(client._stac_io, "_clean", str)
         raise SearchError(
-            f"search at {url} was interrupted on page {pages + 1} after {len(items)} items "
-            f"(not returning a partial list): {_short(exc)}"
+            f"search at {redact_url(url)} was interrupted on page {pages + 1} after "
+            f"{len(items)} items (not returning a partial list"
+            + (f"; HTTP status {status}" if status else "") + f"): {clean(_short(exc))}"
         ) from None
     matched = None
     try:
@@ -355,12 +535,24 @@ def _search_api(url, area, when, collection, profile, max_cloud, query, filter, 
     return unique, matched, mode
 
 
+class _CollectionMissing(LookupError):
+    pass
+
+
 def _check_collection(client: Any, url: str, collection: str) -> None:
     try:
-        client.get_collection(collection)
+        found = client.get_collection(collection)
+        if found is None:  # pystac-client answers a 404 with None on some APIs
+            raise _CollectionMissing(collection)
     except Exception as exc:  # noqa: BLE001 - 404 arrives as APIError or NotFoundError
         text = str(exc)
-        if "404" in text or "not found" in text.lower() or "NotFound" in type(exc).__name__:
+        status = getattr(exc, "status_code", None)
+        # the status, not "404" in the text: a retried 503 on port 40404 is no 404
+        missing = status == 404 or isinstance(exc, _CollectionMissing) or (
+            "NotFound" in type(exc).__name__) or (
+            status is None and not isinstance(exc, RequestFailed) and (
+                "404" in text or "not found" in text.lower()))
+        if missing:
             try:
                 known = sorted(c.id for c in client.get_collections())
             except Exception:  # noqa: BLE001
@@ -369,8 +561,9 @@ def _check_collection(client: Any, url: str, collection: str) -> None:
                 f"collection {collection!r} not found at {url}"
                 + (f"; it has {', '.join(known)}" if known else "")
             ) from None
-        raise SearchError(f"cannot read collection {collection!r} at {url}: {_short(exc)}") \
-            from None
+        clean = getattr(client._stac_io, "_clean", str)
+        raise SearchError(f"cannot read collection {collection!r} at {redact_url(url)}: "
+                          f"{clean(_short(exc))}") from None
 
 
 def _normalise_query(query: Mapping[str, Any] | Sequence[str] | None) -> dict[str, Any]:
@@ -491,14 +684,14 @@ def items_from(source: Any) -> list[dict[str, Any]]:
     if hasattr(source, "item_collection") and callable(source.item_collection):
         source = source.item_collection()  # pystac-client ItemSearch
     if isinstance(source, pystac.ItemCollection):
-        return [i.to_dict() for i in source.items]
+        return [i.to_dict(transform_hrefs=False) for i in source.items]
     if isinstance(source, Mapping) and source.get("type") == "FeatureCollection":
         return list(source["features"])
     if isinstance(source, Iterable) and not isinstance(source, str | bytes | Mapping):
         out = []
         for item in source:
             if isinstance(item, pystac.Item):
-                out.append(item.to_dict())
+                out.append(item.to_dict(transform_hrefs=False))
             elif isinstance(item, Mapping) and item.get("type") == "Feature":
                 out.append(dict(item))
             else:
