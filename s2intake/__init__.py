@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from . import accessor as _accessor  # noqa: F401  (registers ds.s2 / da.s2)
 from .aoi import AOI, read_aoi
+from .burn import dnbr, nbr, severity_table
 from .clip import clip
 from .errors import (
     AOIError,
@@ -28,7 +29,9 @@ from .errors import (
     SecurityError,
     StackError,
 )
+from .freeze import freeze, open_snapshot
 from .items import items_to_geodataframe
+from .masking import clear_fraction, filter_clear, mask_clouds
 from .render import to_gif, to_rgb
 from .search import SearchResult, search
 from .stack import stack
@@ -38,9 +41,9 @@ __version__ = "0.1.0"
 __all__ = [
     "AOI", "AOIError", "CatalogError", "EmptySearchError", "ProfileError", "ReadError",
     "RenderError", "S2IntakeError", "SearchError", "SearchResult", "SecurityError",
-    "StackError", "clip", "items_to_geodataframe", "load", "open_catalog", "read_aoi", "search",
-    "stack",
-    "to_gif", "to_rgb",
+    "StackError", "clear_fraction", "clip", "dnbr", "filter_clear", "freeze",
+    "items_to_geodataframe", "load", "mask_clouds", "nbr", "open_catalog", "open_snapshot",
+    "read_aoi", "search", "severity_table", "stack", "to_gif", "to_rgb",
 ]
 
 

@@ -60,8 +60,10 @@ def aoi_mask(obj: xr.Dataset | xr.DataArray, aoi: Any = None,
     if all_touched is None:
         all_touched = geom.geom_type not in ("Polygon", "MultiPolygon")
     sample = next(iter(obj.data_vars.values())) if isinstance(obj, xr.Dataset) else obj
-    chunks = sample.chunks[sample.dims.index("y")], sample.chunks[sample.dims.index("x")] \
-        if sample.chunks else ((obj.sizes["y"],), (obj.sizes["x"],))
+    if sample.chunks:
+        chunks = (sample.chunks[sample.dims.index("y")], sample.chunks[sample.dims.index("x")])
+    else:
+        chunks = ((obj.sizes["y"],), (obj.sizes["x"],))
     template = da.zeros((obj.sizes["y"], obj.sizes["x"]), chunks=chunks, dtype=bool)
     mask = template.map_blocks(_mask_block, shapely.to_wkb(geom), tuple(transform)[:6],
                                all_touched, dtype=bool)
