@@ -214,22 +214,18 @@ def _is_rgba(obj: Any) -> bool:
 
 
 def _compute_frames(frames: list[Any], progress: Callable[[int, int], None] | None) -> list:
-    total = len(frames)
-    try:
-        from distributed import as_completed, get_client
+    """Compute the delayed frames on the active scheduler, reporting ``(done, total)``.
 
-        client = get_client()
-    except (ImportError, ValueError):
-        client = None
+    With a ``distributed`` client (the default one, unless ``dask.config`` asks for a local
+    scheduler) the frames run on its workers, a few at a time (about one per worker thread),
+    gathered as they finish: see :func:`s2intake.cluster.compute_as_completed`.
+    """
+    from .cluster import active_client, compute_as_completed
+
+    total = len(frames)
+    client = active_client()
     if client is not None:
-        futures = client.compute(frames)
-        index = {f.key: i for i, f in enumerate(futures)}
-        results: list[Any] = [None] * total
-        for done, future in enumerate(as_completed(futures), start=1):
-            results[index[future.key]] = future.result()
-            if progress:
-                progress(done, total)
-        return results
+        return compute_as_completed(client, frames, progress)
     results = []
     # batches keep memory bounded to a few frames while both cores stay busy
     batch = max(2, os.cpu_count() or 2)
