@@ -32,7 +32,7 @@ from requests import Request
 
 from .aoi import AOI, read_aoi
 from .errors import EmptySearchError, ProfileError, SearchError
-from .gdal_env import is_secret, redact_url, scrub, secret_values
+from .gdal_env import is_secret, redact_url, redact_urls, scrub, secret_values
 from .profiles import Profile, default_stac_url, profile_for
 
 log = logging.getLogger(__name__)
@@ -246,7 +246,7 @@ class RetryingStacApiIO(StacApiIO):
         self._lock = threading.Lock()
 
     def _clean(self, text: str) -> str:
-        return scrub(text, self._secrets)
+        return scrub(redact_urls(text), self._secrets)
 
     def request(self, href: str, method: str | None = None,
                 headers: dict[str, str] | None = None,
@@ -501,9 +501,12 @@ def _search_api(url, area, when, collection, profile, max_cloud, query, filter, 
                            max_items=max_items, **kwargs)
     items: list[dict[str, Any]] = []
     pages = 0
+    matched: int | None = None
     try:
         for page in search.pages_as_dicts():
             pages += 1
+            if pages == 1:  # the count comes with the first page: no extra request
+                matched = _page_matched(page)
             items.extend(page.get("features", []))
             if progress is not None:
                 progress(len(items))
@@ -518,11 +521,6 @@ def _search_api(url, area, when, collection, profile, max_cloud, query, filter, 
             f"{len(items)} items (not returning a partial list"
             + (f"; HTTP status {status}" if status else "") + f"): {clean(_short(exc))}"
         ) from None
-    matched = None
-    try:
-        matched = search.matched()
-    except Exception:  # noqa: BLE001 - matched() makes another request some APIs refuse
-        matched = None
     if matched is not None and max_items is None and len(items) < matched:
         raise SearchError(f"search at {url} returned {len(items)} items but the API reported "
                           f"{matched} matches; the paging stopped early")
@@ -537,6 +535,17 @@ def _search_api(url, area, when, collection, profile, max_cloud, query, filter, 
 
 class _CollectionMissing(LookupError):
     pass
+
+
+def _page_matched(page: Mapping[str, Any]) -> int | None:
+    """``numberMatched`` (or v0's ``context.matched``) of a search page, if reported."""
+    value = page.get("numberMatched")
+    if value is None and isinstance(page.get("context"), Mapping):
+        value = page["context"].get("matched")
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _check_collection(client: Any, url: str, collection: str) -> None:
