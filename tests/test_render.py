@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 
+import dask.array as da
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,7 +14,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-import dask.array as da
 import s2intake  # noqa: F401  (registers the accessor)
 from s2intake import RenderError
 from s2intake.render import to_gif, to_rgb, write_atomic
