@@ -47,6 +47,8 @@ BERRY_ENTRIES = {
     "before_fire": ("2020-06-01/2020-09-05", ["red", "green", "blue", "nir", "swir22"]),
     "after_fire": ("2020-09-08/2020-11-30", ["red", "green", "blue", "nir", "swir22"]),
 }
+#: every entry of berry_creek.yaml (burn_severity is tested in tests/test_burn_catalog.py)
+BERRY_V1_NAMES = [*BERRY_ENTRIES, "burn_severity"]
 UNREACHABLE = "http://127.0.0.1:9/stac"  # discard port: nothing ever answers
 
 
@@ -159,7 +161,7 @@ def test_shipped_catalogs_open_list_describe(name: str, opener: str,
 
 def test_berry_creek_catalog_defaults(no_env: None) -> None:
     cat = s2intake.open_catalog(CATALOGS / "berry_creek.yaml")
-    assert list(cat) == list(BERRY_ENTRIES)
+    assert list(cat) == BERRY_V1_NAMES
     for entry, (datetime, bands) in BERRY_ENTRIES.items():
         params = {p["name"]: p for p in cat._entries[entry].describe()["user_parameters"]}
         assert params["max_cloud"]["default"] == 10
@@ -287,7 +289,7 @@ def test_nested_catalog(opener: str, replica_env: str) -> None:
     sub = cat.berry_creek
     if opener == "s2intake":
         assert isinstance(sub, SafeYAMLFileCatalog), "nested catalogs must be checked too"
-    assert list(sub) == list(BERRY_ENTRIES)
+    assert list(sub) == BERRY_V1_NAMES
     assert set(cat.earth_search) == {"sentinel_2_l2a", "sentinel_s2_l2a_cogs"}
     ds = cat.berry_creek.after_fire(max_cloud=10).to_dask()
     _assert_same(ds, _reference(replica_env, "after_fire"))
@@ -677,7 +679,7 @@ def test_cli_list(monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.exit_code == 0, result.output
     names = [line.split()[0] for line in result.output.splitlines()]
     assert names == ["berry_creek", "berry_creek.berry_creek", "berry_creek.before_fire",
-                     "berry_creek.after_fire", "earth_search", "earth_search.sentinel_2_l2a",
+                     "berry_creek.after_fire", "berry_creek.burn_severity", "earth_search", "earth_search.sentinel_2_l2a",
                      "earth_search.sentinel_s2_l2a_cogs"]
     result = runner.invoke(cli_main, ["catalog", "list", "--format", "json",
                                                str(CATALOGS / "berry_creek_v2.yaml")])
