@@ -623,7 +623,7 @@ class _TileChecker:
     that pads edge tiles differently), not a transport fault: it is then accepted (logged).
     """
 
-    _cache: dict[int, _TileChecker | None] = {}
+    _cache: dict[tuple[int, str], _TileChecker | None] = {}
     _seen: dict[tuple[str, int, int, int, int], int] = {}
     _lock = threading.Lock()
 
@@ -639,12 +639,10 @@ class _TileChecker:
     @classmethod
     def for_dataset(cls, ds: Any, path: str) -> _TileChecker | None:
         """A checker for ``ds``, or ``None`` when its tiles cannot be checked this way."""
-        key = id(ds)
+        key = (id(ds), path)
         with cls._lock:
             if key in cls._cache:
-                found = cls._cache[key]
-                if found is None or found.name == _vsi_name(path) or found.name == path:
-                    return found
+                return cls._cache[key]
         checker = cls._make(ds, path)
         with cls._lock:
             if len(cls._cache) > 4096:
@@ -690,8 +688,11 @@ class _TileChecker:
         from rasterio.warp import transform_bounds
         from rasterio.windows import from_bounds
 
-        left, bottom, right, top = transform_bounds(crs, ds.crs, *bounds, densify_pts=21)
-        window = from_bounds(left, bottom, right, top, transform=ds.transform)
+        try:
+            left, bottom, right, top = transform_bounds(crs, ds.crs, *bounds, densify_pts=21)
+            window = from_bounds(left, bottom, right, top, transform=ds.transform)
+        except (ValueError, rasterio.errors.RasterioError):
+            return  # no usable source window: let the warp itself report problems
         margin = 4  # resampling kernels read a few pixels around
         c0 = max(int(np.floor(window.col_off)) - margin, 0)
         r0 = max(int(np.floor(window.row_off)) - margin, 0)
@@ -728,6 +729,8 @@ class _TileChecker:
             return
         key = (self.name, bx, by, expected, got)
         with self._lock:
+            if len(self._seen) > 10_000:
+                self._seen.clear()
             seen = self._seen.get(key, 0)
             self._seen[key] = seen + 1
         if seen:  # the same on a fresh fetch: it is the file, not the transfer

@@ -47,7 +47,7 @@ ALL_KINDS = ("500", "502", "503", "504", "429", "reset", "stall", "truncate", "c
 #: 502 and 504 take the same path as 500 and 503 in GDAL and in s2intake.
 KINDS = ("500", "503", "429", "reset", "stall", "truncate", "corrupt")
 #: Runs of the Berry Creek GIF at a 10% fault rate (the figure in docs/reliability.md).
-FIGURE_RUNS = int(os.environ.get("S2INTAKE_FIGURE_RUNS", "3"))
+FIGURE_RUNS = max(3, int(os.environ.get("S2INTAKE_FIGURE_RUNS", "3")))
 
 
 proxies = replica_proxies
@@ -393,6 +393,27 @@ def test_failures_are_recorded_only_for_the_chunks_a_subset_needs(
         assert {cog.url + r.target for r in cog.records} == {third}
     assert [f["chunk"] for f in subset.attrs[FAILED_READS_ATTR]] == [[2, 0, 0]]
     assert not subset.red.values.any()
+
+
+def test_failures_travel_back_from_distributed_workers(replica: Any,
+                                                       reference: dict[str, Any]) -> None:
+    """Warnings raised on worker processes never reach the client; the records do."""
+    from distributed import Client, LocalCluster
+
+    with proxies(replica) as (stac, cog):
+        found = _search(stac.url, limit=5)
+        ds = _small_stack(found, 2, retries=0, on_error="nodata", gdal_options=FAIL_GDAL)
+        cog.configure(rules=[Rule("503", headers=TILE_READ)])
+        with LocalCluster(n_workers=1, threads_per_worker=2, processes=True,
+                          dashboard_address=None) as cluster, Client(cluster), \
+                warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = compute_with_failures(ds)
+    failed = out.attrs[FAILED_READS_ATTR]
+    assert sorted(f["item_id"] for f in failed) == sorted(SMALL_IDS[:2])
+    assert {f["status"] for f in failed} == {503}
+    assert not any(isinstance(w.message, ReadFailure) for w in caught)
+    assert not out.red.values.any()
 
 
 # ------------------------------------------------------------------------------ outputs
