@@ -30,8 +30,12 @@ DEFAULT_GDAL_OPTIONS: dict[str, str] = {
     "GDAL_HTTP_RETRY_CODES": "429,500,502,503,504",
     "GDAL_HTTP_TIMEOUT": "30",
     "GDAL_HTTP_CONNECTTIMEOUT": "10",
-    "VSI_CACHE": "TRUE",
-    "VSI_CACHE_SIZE": "33554432",
+    # Each COG tile is fetched and decoded once, so caches only hold memory: a per-file
+    # VSI cache of every open dataset and GDAL's block cache (5% of RAM by default) made
+    # the 23-date Berry Creek GIF peak at 2.0 GiB RSS; with these two settings 0.48 GiB,
+    # at the same speed. GDAL_CACHEMAX is process-wide in GDAL; set it to None to keep yours.
+    "VSI_CACHE": "FALSE",
+    "GDAL_CACHEMAX": "64",
     "AWS_NO_SIGN_REQUEST": "YES",
 }
 
@@ -43,7 +47,7 @@ _SECRET = re.compile(
 _SECRET_QUERY = re.compile(
     r"^(x-amz-.*|x-goog-.*|sig|se|sp|sv|st|sr|skoid|sktid|skt|ske|sks|skv|code)$|"
     r"signature|token|key|credential|password|secret|auth|session", re.IGNORECASE)
-#: Words of an ``Authorization`` value that are not secret.
+#: Schemes that start an ``Authorization`` value (the word itself is not secret).
 _AUTH_SCHEMES = frozenset({"basic", "bearer", "digest", "token", "negotiate", "aws4-hmac-sha256"})
 #: Values shorter than this are not scrubbed from text (too likely to hit ordinary words).
 _MIN_SECRET_LENGTH = 4
@@ -78,8 +82,10 @@ def secret_values(options: Mapping[str, Any]) -> tuple[str, ...]:
             _, sep, rest = line.partition(":")
             if sep:
                 found.add(rest.strip())
-                found.update(part for part in rest.split()
-                             if part.lower() not in _AUTH_SCHEMES)
+                parts = rest.split()
+                if len(parts) > 1 and parts[0].lower() in _AUTH_SCHEMES:
+                    parts = parts[1:]  # "Bearer <token>": the scheme word is no secret
+                found.update(parts)
     return tuple(sorted((s for s in found if len(s) >= _MIN_SECRET_LENGTH),
                         key=len, reverse=True))
 
