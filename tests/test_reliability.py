@@ -278,8 +278,11 @@ def test_read_error_after_retries_names_url_item_and_status(
         replica: Any, reference: dict[str, Any]) -> None:
     with proxies(replica) as (stac, cog):
         found = _search(stac.url, limit=5)
+        # with the per-file VSI cache on, GDAL fetches the header once per open, so the
+        # header GETs count s2intake's attempts exactly (without it GDAL re-reads it)
         ds = _small_stack(found, retries=2,
-                          gdal_options={**FAST_GDAL, "GDAL_HTTP_MAX_RETRY": "1"})
+                          gdal_options={**FAST_GDAL, "GDAL_HTTP_MAX_RETRY": "1",
+                                        "VSI_CACHE": "TRUE"})
         cog.configure(rules=[Rule("503", headers=TILE_READ)])
         started = time.monotonic()
         with pytest.raises(ReadError) as info:
