@@ -30,11 +30,11 @@ DEFAULT_GDAL_OPTIONS: dict[str, str] = {
     "GDAL_HTTP_RETRY_CODES": "429,500,502,503,504",
     "GDAL_HTTP_TIMEOUT": "30",
     "GDAL_HTTP_CONNECTTIMEOUT": "10",
-    # Each COG tile is fetched and decoded once, so caches only hold memory: a per-file
-    # VSI cache of every open dataset and GDAL's block cache (5% of RAM by default) made
-    # the 23-date Berry Creek GIF peak at 2.0 GiB RSS; with these two settings 0.48 GiB,
-    # at the same speed. GDAL_CACHEMAX is process-wide in GDAL; set it to None to keep yours.
-    "VSI_CACHE": "FALSE",
+    "VSI_CACHE": "TRUE",
+    "VSI_CACHE_SIZE": "33554432",
+    # Each COG tile is decoded once, so GDAL's block cache (5% of RAM by default) only held
+    # memory: 23-date Berry Creek GIF 2.0 GiB -> 1.0 GiB peak RSS at the same speed.
+    # GDAL_CACHEMAX is process-wide in GDAL; set it to None to keep yours.
     "GDAL_CACHEMAX": "64",
     "AWS_NO_SIGN_REQUEST": "YES",
 }
