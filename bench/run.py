@@ -525,11 +525,23 @@ def _s2intake_source(spec: Mapping[str, Any]) -> Any:
     return cat.berry_creek(**args)
 
 
+_RECORDED: dict[str, Any] = {}
+
+
+def _record_gdal(spec: Mapping[str, Any]) -> None:
+    """Remember the GDAL options s2intake will use (its defaults change as it is developed)."""
+    from s2intake import gdal_env
+
+    _RECORDED["s2intake_gdal"] = dict(gdal_env.DEFAULT_GDAL_OPTIONS)
+    _RECORDED["GDAL_CACHEMAX_env"] = os.environ.get("GDAL_CACHEMAX")
+
+
 def _job_s2intake(spec: Mapping[str, Any], clock: Clock) -> Any:
     """(e) s2intake through its catalog entry: search the item file, stack, (clip,) RGBA."""
     import s2intake
 
     _apply_patches(spec.get("patches", ()))
+    _record_gdal(spec)
     clock.start()
     ds = _s2intake_source(spec).to_dask()
     if spec["job"] == "load":
@@ -701,6 +713,7 @@ def worker_main(spec_path: str, result_path: str) -> int:
         result["error"] = f"{type(exc).__name__}: {exc}"[:2000]
         result["traceback"] = traceback.format_exc()[-4000:]
     result.setdefault("peak_rss", _peak_rss())
+    result.update(_RECORDED)
     result.update(laps=clock.laps, rss_start=clock.rss_start, load_start=clock.load_start,
                   load_end=os.getloadavg())
     result["wall"] = clock.laps.get("compute")
