@@ -256,6 +256,27 @@ class _Service:
     def stop(self) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
 
+    def _start_on_free_port(self, start_once: Callable[[], None],
+                            cleanup: Callable[[], None]) -> None:
+        """Run ``start_once`` on ``self.port``; on a port clash retry on another free port.
+
+        ``start_once`` launches the process and waits until it serves (raising
+        :class:`ServiceStartError`); ``cleanup`` stops a failed attempt. A fixed port gets
+        one attempt, a free port three (another process may grab it in between).
+        """
+        fixed = getattr(self, "_fixed_port", None)
+        attempts = 1 if fixed else 3
+        for attempt in range(attempts):
+            self.port = fixed or free_port()
+            try:
+                start_once()
+                return
+            except ServiceStartError as exc:
+                cleanup()
+                if attempt + 1 < attempts and "already in use" in str(exc).lower():
+                    continue
+                raise
+
     def _register_atexit(self) -> None:
         if not self._atexit_registered:
             atexit.register(self.stop)
@@ -498,11 +519,9 @@ class CogServer(_Service):
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "tmp").mkdir(exist_ok=True)
         self.access_log_path.touch()
-        attempts = 1 if self._fixed_port else 3
-        for attempt in range(attempts):
-            port = self._fixed_port or free_port()
-            self.port = port
-            self.config_path.write_text(self._config(port))
+
+        def start_once() -> None:
+            self.config_path.write_text(self._config(self.port))
             stderr_path = self._dir() / "nginx.stderr"
             with open(stderr_path, "ab") as err:
                 self._proc = subprocess.Popen(
@@ -515,15 +534,10 @@ class CogServer(_Service):
                     preexec_fn=_die_with_parent(signal.SIGTERM),  # noqa: PLW1509
                 )
             self._register_atexit()
-            try:
-                self.wait_ready(self.startup_timeout)
-                return self
-            except ServiceStartError as exc:
-                self._kill()
-                if attempt + 1 < attempts and "Address already in use" in str(exc):
-                    continue
-                raise
-        raise AssertionError("unreachable")  # pragma: no cover
+            self.wait_ready(self.startup_timeout)
+
+        self._start_on_free_port(start_once, self._kill)
+        return self
 
     def wait_ready(self, timeout: float | None = None) -> None:
         """Block until nginx answers an HTTP request on its port.
@@ -986,17 +1000,7 @@ class PgStac(_Service):
             "initdb",
             timeout=120,
         )
-        attempts = 1 if self._fixed_port else 3
-        for attempt in range(attempts):
-            self.port = self._fixed_port or free_port()
-            try:
-                self._start_server(data)
-                break
-            except ServiceStartError as exc:
-                self._kill()
-                if attempt + 1 < attempts and "already in use" in str(exc):
-                    continue
-                raise
+        self._start_on_free_port(lambda: self._start_server(data), self._kill)
         self._migrate()
         return self
 
@@ -1307,9 +1311,8 @@ class StacApi(_Service):
         env.setdefault("DB_MIN_CONN_SIZE", "1")
         env.setdefault("DB_MAX_CONN_SIZE", "4")
         env.update(self.extra_env)
-        attempts = 1 if self._fixed_port else 3
-        for attempt in range(attempts):
-            self.port = self._fixed_port or free_port()
+
+        def start_once() -> None:
             with open(self.log_path, "ab") as out:
                 self._proc = subprocess.Popen(
                     [
@@ -1327,15 +1330,11 @@ class StacApi(_Service):
                     preexec_fn=_die_with_parent(signal.SIGTERM),  # noqa: PLW1509
                 )
             self._register_atexit()
-            try:
-                self.wait_ready()
-                return self
-            except ServiceStartError as exc:
-                _stop_process(self._proc, signal.SIGTERM, timeout=10)
-                if attempt + 1 < attempts and "address already in use" in str(exc).lower():
-                    continue
-                raise
-        raise AssertionError("unreachable")  # pragma: no cover
+            self.wait_ready()
+
+        self._start_on_free_port(
+            start_once, lambda: _stop_process(self._proc, signal.SIGTERM, timeout=10))
+        return self
 
     def wait_ready(self, timeout: float | None = None) -> None:
         """Block until ``GET /`` answers 200.
