@@ -166,6 +166,10 @@ class ReadOptions:
     verify_tiles:
         Check each DEFLATE tile read against the zlib checksum stored with it (GDAL does
         not), so bytes corrupted in transfer are retried instead of returned as pixels.
+    direct:
+        Read COGs on the stack's own grid with s2intake's direct reader (two HTTP requests
+        per file, libdeflate decoding; see :mod:`s2intake.cog`) where it applies; ``False``
+        reads everything through GDAL.
     """
 
     gdal: tuple[tuple[str, str], ...] = field(
@@ -177,6 +181,7 @@ class ReadOptions:
     max_backoff: float = 8.0
     deadline: float = 120.0
     verify_tiles: bool = True
+    direct: bool = True
 
     def __post_init__(self) -> None:
         if self.on_error not in ("raise", "nodata"):
@@ -224,6 +229,6 @@ class ReadOptions:
         return (f"ReadOptions(retries={self.retries}, backoff={self.backoff}, "
                 f"max_backoff={self.max_backoff}, deadline={self.deadline}, "
                 f"on_error={self.on_error!r}, allow_local={self.allow_local}, "
-                f"verify_tiles={self.verify_tiles}, gdal={{{shown}}})")
+                f"verify_tiles={self.verify_tiles}, direct={self.direct}, gdal={{{shown}}})")
 
     __str__ = __repr__

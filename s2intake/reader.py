@@ -49,7 +49,7 @@ import warnings
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
@@ -62,8 +62,10 @@ from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
+from . import cog
 from .errors import ReadError, SecurityError
 from .gdal_env import AWS_CREDENTIAL_OPTIONS, ReadOptions, redact_url, redact_urls
+from .rangeio import HttpError, HttpSettings, RangeNotSupported
 
 _REMOTE_SCHEMES = ("http", "https", "s3")
 #: GDAL drivers an asset may be opened with (a VRT could reference local files).
@@ -125,6 +127,43 @@ class ChunkTask:
         xs = (c, c + a * width + b * height)
         ys = (f, f + d * width + e * height)
         return min(xs), min(ys), max(xs), max(ys)
+
+
+def epsg_of(crs: str) -> int | None:
+    """The EPSG code of an ``"EPSG:n"`` CRS string (``None`` for anything else)."""
+    name, _, code = crs.partition(":")
+    return int(code) if name.upper() == "EPSG" and code.isdigit() else None
+
+
+@dataclass(frozen=True)
+class FileTask:
+    """Fetch one asset's header and every tile that some chunks need, as picklable data.
+
+    ``windows`` are the chunks' ``(row0, row1, col0, col1)`` output-pixel windows on the grid
+    of ``transform`` (the stack's); culling a graph keeps only the needed chunks' windows.
+    """
+
+    source: Source
+    band: str
+    crs: str
+    transform: tuple[float, float, float, float, float, float]
+    windows: tuple[tuple[int, int, int, int], ...]
+    options: ReadOptions
+
+
+@dataclass
+class FileData:
+    """What :func:`fetch_file` got for one asset, handed to the chunk tasks that read it.
+
+    ``gdal`` says why the chunks must read the file through GDAL instead (another grid,
+    compression or transport); ``failure`` is ``(attempts, status, error)`` of a fetch that
+    failed under ``on_error="nodata"``.
+    """
+
+    header: cog.CogHeader | None = None
+    tiles: dict[tuple[int, int], bytes] = field(default_factory=dict)
+    gdal: str | None = None
+    failure: tuple[int, int | None, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -344,53 +383,204 @@ def _vsi_name(path: str) -> str | None:
 # ------------------------------------------------------------------------ reading
 
 
-def read_chunk(task: ChunkTask) -> np.ndarray:
+def read_chunk(task: ChunkTask, *files: FileData | None) -> np.ndarray:
     """Read one output chunk: mosaic the sources (first valid pixel wins), fix DN offsets.
 
-    Returns a 2-D array of ``task.dtype`` (float32 reflectance with NaN nodata when
-    ``task.scale`` is set).
+    ``files`` are the sources' :func:`fetch_file` results (direct reads); a source without
+    one is read through GDAL. Returns a 2-D array of ``task.dtype`` (float32 reflectance
+    with NaN nodata when ``task.scale`` is set).
 
     Raises
     ------
     ReadError
         When a source cannot be read after the retries and ``on_error="raise"``.
     """
-    return read_chunk_report(task)[0]
+    return read_chunk_report(task, *files)[0]
 
 
-def read_chunk_report(task: ChunkTask) -> tuple[np.ndarray, tuple[FailedRead, ...]]:
+def read_chunk_report(task: ChunkTask, *files: FileData | None
+                      ) -> tuple[np.ndarray, tuple[FailedRead, ...]]:
     """Like :func:`read_chunk`, also returning the source reads filled with nodata.
 
     The failures are empty unless ``on_error="nodata"`` (otherwise a failure raises).
     """
     height, width = task.shape
     raw_dtype = np.dtype(task.dtype) if task.scale is None else np.dtype("uint16")
-    out = np.full((height, width), task.nodata if task.scale is None else 0, dtype=raw_dtype)
     nodata = 0 if task.scale is not None else task.nodata
-    empty = np.ones((height, width), dtype=bool)
+    out: np.ndarray | None = None
+    empty: np.ndarray | None = None
     failures: list[FailedRead] = []
-    for source in task.sources:
-        data, failure = _read_with_retries(source, task)
+    for index, source in enumerate(task.sources):
+        data, failure = _read_source_any(source, task, files[index] if index < len(files)
+                                         else None)
         if failure is not None:
             failures.append(failure)
         if data is None:
             continue
-        valid = data != nodata
         if source.dn_offset:
+            valid = data != nodata
             shifted = data.astype(np.int32) + source.dn_offset
             # a dark pixel must stay valid data, not turn into nodata (0)
             data = np.where(valid, np.clip(shifted, 1, np.iinfo(raw_dtype).max),
                             nodata).astype(raw_dtype)
+        if out is None and len(task.sources) == 1:
+            out = data  # one source: its pixels are the chunk (no copy, no masks)
+            break
+        if out is None:
+            out = np.full((height, width), nodata, dtype=raw_dtype)
+            empty = np.ones((height, width), dtype=bool)
+        assert empty is not None
+        valid = data != nodata
         take = empty & valid
         out[take] = data[take]
         empty &= ~valid
         if not empty.any():
             break
+    if out is None:
+        out = np.full((height, width), nodata, dtype=raw_dtype)
     if task.scale is None:
         return out, tuple(failures)
     result = out.astype(np.float32) * np.float32(task.scale)
     result[out == 0] = np.nan
     return result, tuple(failures)
+
+
+def _read_source_any(source: Source, task: ChunkTask, file: FileData | None
+                     ) -> tuple[np.ndarray | None, FailedRead | None]:
+    if file is None or file.gdal is not None or file.header is None and file.failure is None:
+        return _read_with_retries(source, task)
+    if file.failure is not None:
+        attempts, status, error = file.failure
+        return _give_up(source, task, attempts, status, error)
+    return _read_direct(source, task, file)
+
+
+# ------------------------------------------------------------------------ direct reads
+
+
+def _direct_settings(source: Source, options: ReadOptions) -> HttpSettings | None:
+    """HTTP settings for a direct read of ``source``, or None when GDAL must read it."""
+    path = gdal_path(source.href, options.allow_local)
+    if not options.direct or not path.startswith(("http://", "https://")) \
+            or urlparse(path).username is not None:  # curl knows user:password@ URLs
+        return None
+    return HttpSettings.from_options(options)
+
+
+def fetch_file(task: FileTask) -> FileData:
+    """Graph task: one asset's header and the tiles its chunks need, in two GETs.
+
+    Returns a :class:`FileData` telling the chunk tasks to use GDAL when the file or the
+    options are not ones the direct path handles. Retries like :func:`read_chunk`.
+
+    Raises
+    ------
+    ReadError
+        When the fetch fails after the retries and ``on_error="raise"``.
+    """
+    options = task.options
+    settings = _direct_settings(task.source, options)
+    if settings is None:
+        return FileData(gdal="transport")
+    href = task.source.href
+
+    def attempt() -> FileData:
+        try:
+            header = cog.read_header(href, settings)
+        except (cog.NotDirect, RangeNotSupported) as exc:
+            return FileData(gdal=str(exc))
+        wanted: set[tuple[int, int]] = set()
+        epsg = epsg_of(task.crs)
+        a, b, c, d, e, f = task.transform
+        for r0, r1, c0, c1 in task.windows:
+            chunk = (a, b, c + a * c0, d, e, f + e * r0)
+            window = cog.file_window(header, chunk, (r1 - r0, c1 - c0), epsg)
+            if window is None:
+                return FileData(gdal="another grid")
+            wanted.update(cog.tiles_of(header, window))
+        tiles = cog.fetch_tiles(href, header, sorted(wanted), settings)
+        return FileData(header=header, tiles=tiles)
+
+    chunk_task = ChunkTask((task.source,), task.band, task.crs, task.transform, (0, 0), "uint16",
+                           0, "nearest", None, options)
+    result = _direct_with_retries(task.source, chunk_task, attempt, warn=False)
+    if isinstance(result, tuple):  # gave up under on_error="nodata"
+        failure = result[1]
+        assert failure is not None
+        return FileData(failure=(failure.attempts, failure.status, failure.error))
+    return result
+
+
+def _read_direct(source: Source, task: ChunkTask, file: FileData
+                 ) -> tuple[np.ndarray | None, FailedRead | None]:
+    header = file.header
+    assert header is not None
+    window = cog.file_window(header, task.transform, task.shape, epsg_of(task.crs))
+    if window is None:  # pragma: no cover - fetch_file checked every chunk's window
+        return _read_with_retries(source, task)
+    raw_dtype = np.dtype(task.dtype) if task.scale is None else np.dtype("uint16")
+    nodata = task.nodata if task.scale is None else 0
+    tiles = file.tiles
+    settings = _direct_settings(source, task.options)
+    assert settings is not None
+
+    def attempt() -> np.ndarray:
+        nonlocal tiles
+        try:
+            return cog.assemble(header, window, tiles, raw_dtype, nodata)
+        except (cog.CorruptTileError, KeyError):
+            # fetch this chunk's tiles again (a corrupted transfer, or a plan that missed one)
+            tiles = cog.fetch_tiles(source.href, header, cog.tiles_of(header, window), settings)
+            raise
+
+    try:
+        return attempt(), None
+    except _DIRECT_ERRORS as exc:
+        first = exc
+    result = _direct_with_retries(source, task, attempt, first_error=first)
+    return result if isinstance(result, tuple) else (result, None)
+
+
+_DIRECT_ERRORS = (HttpError, cog.CorruptTileError, KeyError)
+
+
+def _direct_with_retries(source: Source, task: ChunkTask, attempt: Any,
+                         first_error: BaseException | None = None, warn: bool = True) -> Any:
+    """``attempt()`` with s2intake's retry policy; a failure raises or is recorded.
+
+    ``first_error`` is the error of an attempt the caller already made.
+    """
+    options = task.options
+    started = time.monotonic()
+    delay = options.backoff
+    last = first_error
+    attempts = 0 if first_error is None else 1
+    while True:
+        if last is not None:
+            if getattr(last, "status", None) in PERMANENT_STATUSES or attempts > options.retries:
+                break
+            wait = min(delay, options.max_backoff) * random.uniform(0.5, 1.0)
+            if time.monotonic() - started + wait > options.deadline:
+                break
+            log.info("direct read of %s (item %s) failed, retrying in %.1f s: %s",
+                     redact_url(source.href), source.item_id, wait,
+                     options.scrub(redact_urls(_describe(last))))
+            time.sleep(wait)
+            delay *= 2
+        attempts += 1
+        try:
+            return attempt()
+        except _DIRECT_ERRORS as exc:
+            last = exc
+    status = getattr(last, "status", None)
+    error = options.scrub(redact_urls(_describe(last)))
+    return _give_up(source, task, attempts, status, error, warn=warn)
+
+
+def _describe(exc: BaseException | None) -> str:
+    if isinstance(exc, KeyError):
+        return f"tile {exc} was not fetched"
+    return _gdal_message(exc)
 
 
 def _read_with_retries(source: Source, task: ChunkTask
@@ -427,6 +617,13 @@ def _read_with_retries(source: Source, task: ChunkTask
         delay *= 2
     status = _last_status(last, messages)
     error = options.scrub(redact_urls(_gdal_message(last, messages)))
+    return _give_up(source, task, attempts, status, error)
+
+
+def _give_up(source: Source, task: ChunkTask, attempts: int, status: int | None,
+             error: str, warn: bool = True) -> tuple[None, FailedRead]:
+    """Record a failed read (``on_error="nodata"``) or raise :class:`ReadError`."""
+    options = task.options
     href = options.scrub(redact_url(source.href))
     message = (f"reading band {task.band!r} of item {source.item_id!r} from {href} failed "
                f"after {attempts} attempt{'s' if attempts > 1 else ''} "
@@ -435,8 +632,10 @@ def _read_with_retries(source: Source, task: ChunkTask
     if options.on_error == "nodata":
         failure = FailedRead(source.item_id, task.band, href, task.chunk, task.bounds,
                              task.crs, attempts, status, error)
+        if not warn:  # the chunk tasks that needed the file warn, each for its chunk
+            return None, failure
         warnings.warn(ReadFailure(message + " (filled with nodata as on_error='nodata' asked)",
-                                  failure), stacklevel=2)
+                                  failure), stacklevel=3)
         return None, failure
     err = ReadError(message)
     err.item_id = source.item_id  # type: ignore[attr-defined]
@@ -748,9 +947,10 @@ class _TileChecker:
 # ------------------------------------------------------------------------ graph helpers
 
 
-def read_block(task: ChunkTask) -> tuple[np.ndarray, tuple[FailedRead, ...]]:
+def read_block(task: ChunkTask, *files: FileData | None
+               ) -> tuple[np.ndarray, tuple[FailedRead, ...]]:
     """Graph task: the chunk as a ``(1, y, x)`` block, with its failed reads."""
-    data, failures = read_chunk_report(task)
+    data, failures = read_chunk_report(task, *files)
     return data[np.newaxis], failures
 
 

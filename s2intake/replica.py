@@ -399,6 +399,9 @@ class CogServer(_Service):
         Port to listen on; default a free one (re-chosen if taken while starting).
     startup_timeout : float
         Seconds to wait for nginx to answer HTTP.
+    max_ranges : int, optional
+        nginx's ``max_ranges``: with 1, a multi-range request gets the whole file (200), as
+        from AWS S3; default unlimited (``multipart/byteranges`` replies).
 
     Examples
     --------
@@ -417,8 +420,10 @@ class CogServer(_Service):
         port: int | None = None,
         *,
         startup_timeout: float = 15.0,
+        max_ranges: int | None = None,
     ) -> None:
         super().__init__()
+        self.max_ranges = max_ranges
         self.root = Path(root).expanduser().resolve()
         self._given_workdir = Path(workdir).expanduser().resolve() if workdir else None
         self.workdir: Path | None = self._given_workdir
@@ -492,6 +497,8 @@ class CogServer(_Service):
             "    server {\n"
             f"        listen {LOOPBACK}:{port};\n"
             f"        root {_quote_conf(self.root)};\n"
+            + (f"        max_ranges {int(self.max_ranges)};\n" if self.max_ranges else "")
+            +
             "        location / { try_files $uri =404; }\n"
             f"        location = {_READY_PATH} {{ access_log off; return 204; }}\n"
             "    }\n"

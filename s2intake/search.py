@@ -8,7 +8,6 @@ interrupted search raises instead of handing back a partial list.
 from __future__ import annotations
 
 import datetime as dt
-import email.utils
 import json
 import logging
 import random
@@ -34,6 +33,8 @@ from .aoi import AOI, read_aoi
 from .errors import EmptySearchError, ProfileError, SearchError
 from .gdal_env import is_secret, redact_url, redact_urls, scrub, secret_values
 from .profiles import Profile, default_stac_url, profile_for
+from .rangeio import MAX_RETRY_AFTER
+from .rangeio import retry_after_seconds as _retry_after
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +154,6 @@ def _fmt(stamp: pd.Timestamp | None) -> str:
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ").replace(".000000Z", "Z")
 
 
-#: Longest wait s2intake honours from a ``Retry-After`` header, in seconds.
-MAX_RETRY_AFTER = 30.0
 #: Default bound on the time spent on one request, retries included, in seconds.
 DEFAULT_DEADLINE = 120.0
 
@@ -190,23 +189,6 @@ class _Transient(Exception):
         super().__init__(reason)
         self.status = status
         self.retry_after = retry_after
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
 
 
 class RetryingStacApiIO(StacApiIO):

@@ -29,8 +29,9 @@ from pyproj import CRS
 from .aoi import AOI, read_aoi
 from .errors import StackError
 from .gdal_env import ReadOptions
+from .graph import ReadLayer
 from .profiles import BANDS, REFLECTANCE_SCALE, canonical_bands, detect_profile
-from .reader import RAW_LAYER_PREFIX, ChunkTask, Source, block_pixels, gdal_path, read_block
+from .reader import RAW_LAYER_PREFIX, ChunkTask, FileTask, Source, block_pixels, gdal_path
 
 #: Attribute key under which the AOI (GeoJSON text, lon/lat) travels with a dataset.
 AOI_ATTR = "s2intake_aoi"
@@ -53,6 +54,7 @@ def stack(
     retries: int = 3,
     gdal_options: Mapping[str, Any] | None = None,
     allow_local_hrefs: bool | None = None,
+    reader: str = "auto",
 ) -> xr.Dataset:
     """Stack Sentinel-2 items into a lazy dataset covering only the area of interest.
 
@@ -89,6 +91,11 @@ def stack(
         Read policy, see :class:`~s2intake.gdal_env.ReadOptions`.
     allow_local_hrefs:
         Read local/``file://`` hrefs. Default: allowed only for items from a local item file.
+    reader:
+        ``"auto"`` (default): files on the output grid are read by s2intake's direct reader
+        (per file one GET for the header and one multi-range GET for every tile the stack
+        needs, libdeflate decoding with checksums), everything else through GDAL;
+        ``"gdal"``: everything through GDAL/rasterio.
 
     Returns
     -------
@@ -113,8 +120,10 @@ def stack(
         raise StackError(f"resolution must be positive, got {resolution}")
     if chunks < 16:
         raise StackError(f"chunks must be at least 16 pixels, got {chunks}")
+    if reader not in ("auto", "gdal"):
+        raise StackError(f"reader must be 'auto' or 'gdal', got {reader!r}")
     options = ReadOptions.make(gdal_options, retries=retries, on_error=on_error,
-                               allow_local=bool(allow_local_hrefs))
+                               allow_local=bool(allow_local_hrefs), direct=reader == "auto")
     _check_assets(dicts, names)
     for item in dicts:  # refuse forbidden hrefs now, not on a worker at compute time
         profile = detect_profile(item)
@@ -301,6 +310,10 @@ def _band_array(name: str, groups: list[list[dict]], transform: Affine, x_edges:
     factor = REFLECTANCE_SCALE if scale and name != "scl" else None
     method = "nearest" if name == "scl" else resampling
     tasks: dict[tuple[int, int, int], ChunkTask] = {}
+    files: dict[tuple[int, int], FileTask] = {}
+    full = tuple(transform)[:6]
+    windows = tuple((y_edges[i], y_edges[i + 1], x_edges[j], x_edges[j + 1])
+                    for i in range(len(y_edges) - 1) for j in range(len(x_edges) - 1))
     for t, group in enumerate(groups):
         sources = []
         for item in group:
@@ -308,6 +321,8 @@ def _band_array(name: str, groups: list[list[dict]], transform: Affine, x_edges:
             asset = item["assets"][profile.asset_key(name)]
             offset = profile.dn_offset(item["properties"], asset, name) if harmonize else 0
             sources.append(Source(asset["href"], item["id"], offset))
+        for s, source in enumerate(sources):
+            files[(t, s)] = FileTask(source, name, crs, full, windows, options)  # type: ignore[arg-type]
         for i in range(len(y_edges) - 1):
             for j in range(len(x_edges) - 1):
                 chunk_transform = transform @ Affine.translation(x_edges[j], y_edges[i])
@@ -319,13 +334,17 @@ def _band_array(name: str, groups: list[list[dict]], transform: Affine, x_edges:
                     chunk=(t, i, j))
     token = tokenize(sorted(tasks.items()))
     label = f"s2read-{name}-" + token
-    # Two layers: each read task returns (pixels, failed reads); the array's chunk takes
-    # the pixels. reader.compute_with_failures collects the failures from the same tasks.
+    # Two layers: the read layer fetches each file once (header + its tiles) and reads each
+    # chunk from that, returning (pixels, failed reads); the array's chunk takes the pixels.
+    # reader.compute_with_failures collects the failures from the same read tasks.
     raw = f"{RAW_LAYER_PREFIX}{name}-" + token
-    reads = {(raw, t, i, j): (read_block, task) for (t, i, j), task in tasks.items()}
+    fetch = f"s2fetch-{name}-" + token
+    reads = {(raw, t, i, j): (task, tuple((fetch, t, s) for s in range(len(task.sources))))
+             for (t, i, j), task in tasks.items()}
+    layer = ReadLayer({(fetch, t, s): task for (t, s), task in files.items()}, reads)
     graph = {(label, t, i, j): (block_pixels, (raw, t, i, j)) for (t, i, j) in tasks}
     chunks = ((1,) * len(groups), tuple(np.diff(y_edges)), tuple(np.diff(x_edges)))
-    hlg = HighLevelGraph({raw: reads, label: graph}, {raw: set(), label: {raw}})
+    hlg = HighLevelGraph({raw: layer, label: graph}, {raw: set(), label: {raw}})
     return da.Array(hlg, label, chunks, dtype=dtype,
                     meta=np.empty((0, 0, 0), dtype=dtype))
 
