@@ -97,14 +97,12 @@ PATCHES: dict[str, str] = {
                   "trailer through the cached layer)",
     "chunks2048": "stack(chunks=2048) instead of the catalog's 1024 (any chunksN works): "
                   "fewer, larger reads, so GDAL merges a file's tiles into fewer GETs",
-    "fastread": "reader fast path: a chunk with one source, no DN offset and no scaling is "
-                "returned as read (no np.full, no mosaic masks, no copy)",
-    "fastrgb": "to_rgb for integer bands through a 65536-entry lookup table in one fused "
-               "task per chunk (same bytes as to_rgb), instead of ~10 xarray passes",
     "cachemax64": "GDAL_CACHEMAX=64 (MB; set in the environment, rasterio.Env wants an int): "
                   "GDAL's block cache otherwise keeps every decoded tile of the still-open "
                   "datasets, up to 5% of RAM",
-    "noverify": "ReadOptions(verify_tiles=False): no adler32 re-check of decoded tiles",
+    "noverify": "ReadOptions(verify_tiles=False): no adler32 re-check of tiles GDAL decoded",
+    "gdal": "stack(reader='gdal'): every read through GDAL/rasterio (the reader before the "
+            "direct one): HEAD + header + a GET per run of tiles per chunk",
     "arena2": "MALLOC_ARENA_MAX=2 in the worker's environment (glibc keeps freed memory of "
               "per-thread arenas; GDAL decodes on several threads)",
     "threads1": "dask threaded scheduler with 1 thread",
@@ -387,11 +385,9 @@ def _apply_patches(patches: Sequence[str]) -> None:
         elif name == "noverify":
             _patch_noverify()
         elif name.startswith("chunks"):
-            _patch_chunks(int(name[len("chunks"):]))
-        elif name == "fastread":
-            _patch_fastread()
-        elif name == "fastrgb":
-            _patch_fastrgb()
+            _patch_stack(chunks=int(name[len("chunks"):]))
+        elif name == "gdal":
+            _patch_stack(reader="gdal")
         elif name.startswith("threads"):
             dask.config.set(num_workers=int(name[len("threads"):]))
         elif name == "arena2":
@@ -413,8 +409,8 @@ def _patch_noverify() -> None:
     gdal_env.ReadOptions.make = classmethod(make)  # type: ignore[method-assign]
 
 
-def _patch_chunks(size: int) -> None:
-    """Make every ``s2intake.stack`` call use ``chunks=size`` (the catalog passes 1024)."""
+def _patch_stack(**forced: Any) -> None:
+    """Make every ``s2intake.stack`` call use ``forced`` keyword arguments (``chunks=``...)."""
     import functools
     import importlib
 
@@ -423,94 +419,10 @@ def _patch_chunks(size: int) -> None:
 
     @functools.wraps(original)
     def stack(*args: Any, **kwargs: Any) -> Any:
-        kwargs["chunks"] = size
+        kwargs.update(forced)
         return original(*args, **kwargs)
 
     stack_module.stack = stack
-
-
-def _patch_fastread() -> None:
-    """Prototype: skip the mosaic bookkeeping and copies for single-source chunks."""
-    import numpy as np
-    from rasterio.windows import Window
-
-    from s2intake import reader
-
-    original_report = reader.read_chunk_report
-    original_aligned = reader._read_aligned
-
-    def read_chunk_report(task: Any) -> Any:
-        if len(task.sources) == 1 and task.scale is None and not task.sources[0].dn_offset:
-            data, failure = reader._read_with_retries(task.sources[0], task)
-            if data is not None:
-                return data, ()
-            return np.full(task.shape, task.nodata, dtype=task.dtype), (failure,)
-        return original_report(task)
-
-    def read_aligned(ds: Any, target: Any, height: int, width: int, dtype: str,
-                     nodata: float, *rest: Any) -> Any:
-        col0 = round((target.c - ds.transform.c) / ds.transform.a)
-        row0 = round((target.f - ds.transform.f) / ds.transform.e)
-        inside = (col0 >= 0 and row0 >= 0 and col0 + width <= ds.width
-                  and row0 + height <= ds.height)
-        if inside and (ds.nodata is None or ds.nodata == nodata):
-            window = Window(col0, row0, width, height)
-            checker = rest[0] if rest else None
-            if checker is not None:  # the tile checksums of the current reader
-                return checker.read(ds, window).astype(dtype, copy=False)
-            return ds.read(1, window=window, out_dtype=dtype)
-        return original_aligned(ds, target, height, width, dtype, nodata, *rest)
-
-    reader.read_chunk_report = read_chunk_report
-    reader._read_aligned = read_aligned
-
-
-def _rgb_lut_block(r: Any, g: Any, b: Any, lo: float, hi: float) -> Any:
-    """(…, 4) uint8 RGBA of three integer blocks through a lookup table (nodata 0)."""
-    import numpy as np
-
-    values = np.arange(65536, dtype=np.float32)
-    lut = ((np.clip(values, lo, hi) - np.float32(lo)) * np.float32(255.0 / (hi - lo))).round()
-    lut = lut.astype(np.uint8)
-    out = np.empty((*r.shape, 4), dtype=np.uint8)
-    valid = (r != 0) & (g != 0) & (b != 0)
-    for i, x in enumerate((r, g, b)):
-        np.take(lut, x, out=out[..., i])
-        out[..., i] *= valid
-    out[..., 3] = valid
-    out[..., 3] *= 255
-    return out
-
-
-def _patch_fastrgb() -> None:
-    """Prototype: ``to_rgb`` of uint16 stacks as one lookup-table task per chunk."""
-    import dask.array as da
-    import numpy as np
-    import xarray as xr
-
-    import s2intake
-    from s2intake import render
-
-    original = render.to_rgb
-
-    def to_rgb(obj: Any, bands: Any = None, clamp: Any = None) -> Any:
-        names = tuple(bands or BANDS)
-        if not isinstance(obj, xr.Dataset) or any(obj[n].dtype != np.uint16 for n in names):
-            return original(obj, bands=bands, clamp=clamp)
-        lo, hi = clamp or render.DEFAULT_CLAMP
-        arrays = [obj[n].data for n in names]
-        data = da.map_blocks(_rgb_lut_block, *arrays, lo, hi, dtype=np.uint8,
-                             new_axis=arrays[0].ndim, chunks=(*arrays[0].chunks, (4,)))
-        dims = (*obj[names[0]].dims, "band")
-        out = xr.DataArray(data, dims=dims, coords={**obj[names[0]].coords,
-                                                     "band": ["r", "g", "b", "a"]},
-                           name="rgba")
-        out.attrs = {k: v for k, v in obj.attrs.items() if isinstance(v, str | int | float)}
-        out.attrs["clamp"] = (float(lo), float(hi))
-        return out
-
-    render.to_rgb = to_rgb
-    s2intake.to_rgb = to_rgb
 
 
 def _s2intake_source(spec: Mapping[str, Any]) -> Any:

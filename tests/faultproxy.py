@@ -534,7 +534,9 @@ class FaultProxy:
         for i, mask in enumerate(masks):
             out[start + i] ^= mask
         if text:
-            out[start] = 0xFF  # never valid UTF-8: a garbled JSON body cannot parse
+            # 0xFE/0xFF are never valid UTF-8: a garbled JSON body cannot parse (and the
+            # byte must still differ from the original one)
+            out[start] = 0xFE if data[start] == 0xFF else 0xFF
         return bytes(out)
 
     def _record(self, number: int, method: str, target: str, rng: str | None,
