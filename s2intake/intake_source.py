@@ -890,8 +890,8 @@ def load_yaml(text: str, where: str) -> Any:
     CatalogError
         For YAML syntax errors.
     """
-    try:
-        return yaml.safe_load(text)
+    try:  # libyaml's loader when present: same safe constructors, ~10x faster
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
     except yaml.constructor.ConstructorError as exc:
         tag = getattr(exc, "problem", "") or str(exc)
         raise _refuse(where, f"YAML tag refused ({tag.strip()}, {exc.problem_mark}); "
