@@ -101,6 +101,8 @@ PATCHES: dict[str, str] = {
                   "GDAL's block cache otherwise keeps every decoded tile of the still-open "
                   "datasets, up to 5% of RAM",
     "noverify": "ReadOptions(verify_tiles=False): no adler32 re-check of tiles GDAL decoded",
+    "plaincompute": "load job with ds.compute() instead of ds.s2.compute() (no malloc_trim "
+                    "after the compute)",
     "gdal": "stack(reader='gdal'): every read through GDAL/rasterio (the reader before the "
             "direct one): HEAD + header + a GET per run of tiles per chunk",
     "arena2": "MALLOC_ARENA_MAX=2 in the worker's environment (glibc keeps freed memory of "
@@ -386,6 +388,8 @@ def _apply_patches(patches: Sequence[str]) -> None:
             _patch_noverify()
         elif name.startswith("chunks"):
             _patch_stack(chunks=int(name[len("chunks"):]))
+        elif name == "plaincompute":
+            pass  # read by _job_s2intake
         elif name == "gdal":
             _patch_stack(reader="gdal")
         elif name.startswith("threads"):
@@ -458,7 +462,8 @@ def _job_s2intake(spec: Mapping[str, Any], clock: Clock) -> Any:
     ds = _s2intake_source(spec).to_dask()
     if spec["job"] == "load":
         clock.lap("lazy")
-        out = ds.compute()
+        # the documented way to load: compute, then hand the freed chunks back to the OS
+        out = ds.compute() if "plaincompute" in spec.get("patches", ()) else ds.s2.compute()
         clock.lap("compute")
         return out
     if spec["aoi"]["kind"] == "polygon":

@@ -32,6 +32,7 @@ from .errors import (
 from .freeze import freeze, open_snapshot
 from .items import items_to_geodataframe
 from .masking import clear_fraction, filter_clear, mask_clouds
+from .memory import compute, trim_memory
 from .render import to_gif, to_rgb
 from .search import SearchResult, search
 from .stack import stack
@@ -41,9 +42,9 @@ __version__ = "0.1.0"
 __all__ = [
     "AOI", "AOIError", "CatalogError", "EmptySearchError", "ProfileError", "ReadError",
     "RenderError", "S2IntakeError", "SearchError", "SearchResult", "SecurityError",
-    "StackError", "clear_fraction", "clip", "dnbr", "filter_clear", "freeze",
+    "StackError", "clear_fraction", "clip", "compute", "dnbr", "filter_clear", "freeze",
     "items_to_geodataframe", "load", "mask_clouds", "nbr", "open_catalog", "open_snapshot",
-    "read_aoi", "search", "severity_table", "stack", "to_gif", "to_rgb",
+    "read_aoi", "search", "severity_table", "stack", "to_gif", "to_rgb", "trim_memory",
 ]
 
 

@@ -32,6 +32,16 @@ class _S2Accessor:
         """Clip to the AOI polygon (default: the one from the search). See :func:`clip.clip`."""
         return _clip.clip(self._obj, aoi, all_touched=all_touched, crop=crop)
 
+    def compute(self, **compute_kwargs: Any) -> xr.Dataset | xr.DataArray:
+        """Compute into memory, then return the freed chunks' heap to the OS.
+
+        Like ``.compute()``, but the process keeps about the result's size instead of the
+        result plus the decoded chunks glibc would hold on to. See :func:`memory.compute`.
+        """
+        from . import memory
+
+        return memory.compute(self._obj, **compute_kwargs)
+
     def aoi_mask(self, aoi: Any = None) -> xr.DataArray:
         """Lazy boolean (y, x) mask of the AOI."""
         return _clip.aoi_mask(self._obj, aoi)

@@ -611,8 +611,11 @@ class Sentinel2Source(DataSource):
             raise self._error("allow_local_hrefs", str(exc), CatalogSecurityError) from None
 
     def read(self) -> xr.Dataset:
-        """Compute the whole dataset into memory (``to_dask().compute()``)."""
-        return self.to_dask().compute()
+        """Compute the whole dataset into memory (``to_dask().compute()``, then the freed
+        chunks' heap goes back to the OS: :func:`s2intake.memory.compute`)."""
+        from .memory import compute
+
+        return compute(self.to_dask())
 
     def _get_partition(self, i: int) -> xr.Dataset:
         return self.read()
