@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import logging
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -175,7 +176,7 @@ def read_header(url: str, settings: HttpSettings) -> CogHeader:
                 raise NotDirect(f"header larger than {MAX_HEADER_BYTES} bytes") from None
             extra = read_ranges(url, [(len(data), min(max(more.needed, 2 * len(data)), size))],
                                 settings)
-            data += next(iter(extra.values()))
+            data += bytes(next(iter(extra.values())))
         except NotDirect:
             raise
         except Exception as exc:  # noqa: BLE001 - tifffile's errors for a damaged header
@@ -185,6 +186,7 @@ def read_header(url: str, settings: HttpSettings) -> CogHeader:
 # ------------------------------------------------------------------------ grids and tiles
 
 Window = tuple[int, int, int, int]  # row0, row1, col0, col1 (end exclusive)
+Buffer = bytes | memoryview
 
 
 def file_window(header: CogHeader, transform: tuple[float, ...], shape: tuple[int, int],
@@ -217,14 +219,14 @@ def tiles_of(header: CogHeader, window: Window) -> list[tuple[int, int]]:
 
 
 def fetch_tiles(url: str, header: CogHeader, tiles: list[tuple[int, int]],
-                settings: HttpSettings) -> dict[tuple[int, int], bytes]:
+                settings: HttpSettings) -> dict[tuple[int, int], memoryview]:
     """Compressed bytes of ``tiles`` (sparse tiles are left out), in as few GETs as possible."""
     ranges = {tile: r for tile in tiles if (r := header.tile_range(*tile)) is not None}
     got = read_ranges(url, list(ranges.values()), settings)
     return {tile: got[r] for tile, r in ranges.items()}
 
 
-def decode_tile(header: CogHeader, data: bytes) -> np.ndarray:
+def decode_tile(header: CogHeader, data: bytes | memoryview) -> np.ndarray:
     """One tile as a writable ``block``-shaped array in native byte order.
 
     Raises
@@ -265,7 +267,7 @@ def decode_tile(header: CogHeader, data: bytes) -> np.ndarray:
     return tile
 
 
-def assemble(header: CogHeader, window: Window, tiles: dict[tuple[int, int], bytes],
+def assemble(header: CogHeader, window: Window, tiles: Mapping[tuple[int, int], Buffer],
              dtype: np.dtype, nodata: float) -> np.ndarray:
     """The pixels of a file window from its tiles' bytes; nodata outside the file.
 
@@ -304,7 +306,7 @@ def assemble(header: CogHeader, window: Window, tiles: dict[tuple[int, int], byt
     return out
 
 
-def _decode(header: CogHeader, tiles: dict[tuple[int, int], bytes],
+def _decode(header: CogHeader, tiles: Mapping[tuple[int, int], Buffer],
             tile: tuple[int, int]) -> np.ndarray:
     try:
         return decode_tile(header, tiles[tile])

@@ -164,8 +164,9 @@ class ReadOptions:
         Allow local paths, ``file://`` and ``/vsi...`` hrefs (refused by default for items
         from a remote API).
     verify_tiles:
-        Check each DEFLATE tile read against the zlib checksum stored with it (GDAL does
-        not), so bytes corrupted in transfer are retried instead of returned as pixels.
+        For reads through GDAL: check each DEFLATE tile against the zlib checksum stored with
+        it (GDAL does not), so bytes corrupted in transfer are retried instead of returned
+        as pixels. The direct reader always checks (libdeflate does, while decoding).
     direct:
         Read COGs on the stack's own grid with s2intake's direct reader (two HTTP requests
         per file, libdeflate decoding; see :mod:`s2intake.cog`) where it applies; ``False``

@@ -111,6 +111,11 @@ def _version() -> str:
     return __version__
 
 
+#: Follow up to 5 redirects (pre-signed URL services); no other retry here: ours do that.
+_FOLLOW_REDIRECTS = urllib3.Retry(total=None, connect=0, read=0, redirect=5, status=0, other=0,
+                                  raise_on_redirect=True, raise_on_status=False)
+
+
 class _Pool:
     """One urllib3 pool manager per process (recreated after a fork), shared by threads."""
 
@@ -138,7 +143,7 @@ def _request(url: str, ranges: str, settings: HttpSettings) -> urllib3.BaseHTTPR
     headers["Range"] = f"bytes={ranges}"
     timeout = urllib3.Timeout(connect=settings.connect_timeout, read=settings.read_timeout)
     return _POOL.get().request("GET", url, headers=headers, timeout=timeout,
-                               preload_content=False, redirect=True)
+                               preload_content=False, retries=_FOLLOW_REDIRECTS)
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -247,13 +252,14 @@ def merge_ranges(ranges: Sequence[tuple[int, int]], gap: int | None = None
 
 
 def read_ranges(url: str, ranges: Sequence[tuple[int, int]], settings: HttpSettings
-                ) -> dict[tuple[int, int], bytes]:
+                ) -> dict[tuple[int, int], memoryview]:
     """The bytes of each ``[start, stop)`` range of ``url``, in as few GETs as the server allows.
 
     Returns
     -------
     dict
-        ``{(start, stop): bytes}`` for every requested range.
+        ``{(start, stop): data}`` for every requested range; the values are read-only
+        memoryviews into the reply (``bytes(value)`` copies one out).
     """
     wanted = [(int(a), int(b)) for a, b in ranges if b > a]
     if not wanted:
@@ -261,7 +267,7 @@ def read_ranges(url: str, ranges: Sequence[tuple[int, int]], settings: HttpSetti
     runs = merge_ranges(wanted)
     parts = urlsplit(url)
     host = parts.netloc
-    got: dict[tuple[int, int], bytes] = {}
+    got: dict[tuple[int, int], memoryview] = {}
     if len(runs) > 1 and host not in _POOL.single_range_hosts \
             and not _SINGLE_RANGE_HOSTS.search(parts.hostname or ""):
         for batch in _batches(runs):
@@ -292,7 +298,7 @@ def _batches(runs: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
 
 
 def _multi_get(url: str, runs: list[tuple[int, int]], settings: HttpSettings
-               ) -> dict[tuple[int, int], bytes]:
+               ) -> dict[tuple[int, int], memoryview]:
     spec = ",".join(f"{a}-{b - 1}" for a, b in runs)
     response, data = _with_retries(url, spec, settings, body=False)
     if response.status == 200:
@@ -301,24 +307,29 @@ def _multi_get(url: str, runs: list[tuple[int, int]], settings: HttpSettings
             raise RangeNotSupported(f"{redact_url(url)} does not serve byte ranges", 200)
         raise RangeNotSupported(f"{redact_url(url)}: no multi-range replies", 200)
     kind = response.headers.get("Content-Type", "")
+    view = memoryview(data)  # parts and tiles are slices of the one body: no copies
     if kind.lower().startswith("multipart/byteranges"):
-        parts = _multipart(data, kind, url)
+        parts = _multipart(data, view, kind, url)
     else:
         match = _CONTENT_RANGE.search(response.headers.get("Content-Range", ""))
         if not match:
             raise HttpError(f"no Content-Range in the reply for {redact_url(url)}",
                             response.status)
-        parts = [(int(match.group(1)), data)]
+        parts = [(int(match.group(1)), view)]
     return _cover(parts, runs, url)
 
 
-def _multipart(body: bytes, content_type: str, url: str) -> list[tuple[int, bytes]]:
-    """``[(start, bytes)]`` of a ``multipart/byteranges`` body (sized by each part's range)."""
+def _multipart(body: bytes, view: memoryview, content_type: str, url: str
+               ) -> list[tuple[int, memoryview]]:
+    """``[(start, data)]`` of a ``multipart/byteranges`` body (sized by each part's range).
+
+    ``view`` is a memoryview of ``body``: the parts are slices of it.
+    """
     match = re.search(r'boundary="?([^";]+)"?', content_type)
     if not match:
         raise HttpError(f"multipart reply without a boundary from {redact_url(url)}")
     delimiter = b"--" + match.group(1).encode()
-    parts: list[tuple[int, bytes]] = []
+    parts: list[tuple[int, memoryview]] = []
     pos = body.find(delimiter)
     while pos >= 0:
         pos += len(delimiter)
@@ -332,7 +343,7 @@ def _multipart(body: bytes, content_type: str, url: str) -> list[tuple[int, byte
             break
         start, stop = int(found.group(1)), int(found.group(2)) + 1
         data_start = end_headers + 4
-        chunk = body[data_start:data_start + stop - start]
+        chunk = view[data_start:data_start + stop - start]
         if len(chunk) != stop - start:
             break
         parts.append((start, chunk))
@@ -340,10 +351,10 @@ def _multipart(body: bytes, content_type: str, url: str) -> list[tuple[int, byte
     raise HttpError(f"truncated or malformed multipart reply from {redact_url(url)}")
 
 
-def _cover(parts: list[tuple[int, bytes]], runs: list[tuple[int, int]], url: str
-           ) -> dict[tuple[int, int], bytes]:
+def _cover(parts: list[tuple[int, memoryview]], runs: list[tuple[int, int]], url: str
+           ) -> dict[tuple[int, int], memoryview]:
     """Each requested run cut out of the parts that arrived (servers may merge ranges)."""
-    out: dict[tuple[int, int], bytes] = {}
+    out: dict[tuple[int, int], memoryview] = {}
     for start, stop in runs:
         for part_start, data in parts:
             if part_start <= start and stop <= part_start + len(data):
@@ -354,10 +365,10 @@ def _cover(parts: list[tuple[int, bytes]], runs: list[tuple[int, int]], url: str
     return out
 
 
-def _slice(got: dict[tuple[int, int], bytes], wanted: list[tuple[int, int]], url: str
-           ) -> dict[tuple[int, int], bytes]:
+def _slice(got: dict[tuple[int, int], memoryview], wanted: list[tuple[int, int]], url: str
+           ) -> dict[tuple[int, int], memoryview]:
     items = sorted(got.items())
-    out: dict[tuple[int, int], bytes] = {}
+    out: dict[tuple[int, int], memoryview] = {}
     for start, stop in wanted:
         for (a, b), data in items:
             if a <= start and stop <= b:

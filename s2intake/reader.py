@@ -48,7 +48,7 @@ import time
 import warnings
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlparse
@@ -161,9 +161,16 @@ class FileData:
     """
 
     header: cog.CogHeader | None = None
-    tiles: dict[tuple[int, int], bytes] = field(default_factory=dict)
+    tiles: dict[tuple[int, int], bytes | memoryview] = field(default_factory=dict)
     gdal: str | None = None
     failure: tuple[int, int | None, str] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the tiles are memoryviews into one HTTP reply; a worker that pickles this for
+        # another worker sends the tiles' bytes
+        state = dict(self.__dict__)
+        state["tiles"] = {key: bytes(value) for key, value in self.tiles.items()}
+        return state
 
 
 @dataclass(frozen=True)
@@ -455,7 +462,57 @@ def _read_source_any(source: Source, task: ChunkTask, file: FileData | None
     return _read_direct(source, task, file)
 
 
+# ------------------------------------------------------------------------ retries
+
+
+class _Failed(Exception):
+    """One failed attempt: its last HTTP status, whether a retry can help, what happened."""
+
+    def __init__(self, status: int | None, permanent: bool, message: str) -> None:
+        super().__init__(message)
+        self.status, self.permanent, self.message = status, permanent, message
+
+
+def _retrying(source: Source, task: ChunkTask, attempt: Callable[[int], Any], *,
+              warn: bool = True) -> tuple[Any, FailedRead | None]:
+    """``(attempt(n), None)`` for the first attempt that does not raise :class:`_Failed`.
+
+    Waits ``backoff`` (doubling, with jitter, at most ``max_backoff``) between attempts,
+    makes at most ``retries + 1``, none after a permanent failure nor past ``deadline``;
+    then records the failure or raises :class:`ReadError` (see :func:`_give_up`).
+    """
+    options = task.options
+    started = time.monotonic()
+    delay = options.backoff
+    last: _Failed | None = None
+    attempts = 0
+    while last is None or (not last.permanent and attempts <= options.retries):
+        if last is not None:
+            wait = min(delay, options.max_backoff) * random.uniform(0.5, 1.0)
+            if time.monotonic() - started + wait > options.deadline:
+                break
+            log.info("read of %s (item %s) failed, retrying in %.1f s: %s",
+                     redact_url(source.href), source.item_id, wait, options.scrub(last.message))
+            time.sleep(wait)
+            delay *= 2
+        attempts += 1
+        try:
+            return attempt(attempts - 1), None
+        except _Failed as exc:
+            last = exc
+    return _give_up(source, task, attempts, last.status, options.scrub(last.message), warn=warn)
+
+
 # ------------------------------------------------------------------------ direct reads
+
+
+_DIRECT_ERRORS = (HttpError, cog.CorruptTileError, KeyError)
+
+
+def _direct_failure(exc: BaseException) -> _Failed:
+    status = getattr(exc, "status", None)
+    message = f"tile {exc} was not fetched" if isinstance(exc, KeyError) else _gdal_message(exc)
+    return _Failed(status, status in PERMANENT_STATUSES, redact_urls(message))
 
 
 def _direct_settings(source: Source, options: ReadOptions) -> HttpSettings | None:
@@ -484,11 +541,13 @@ def fetch_file(task: FileTask) -> FileData:
         return FileData(gdal="transport")
     href = task.source.href
 
-    def attempt() -> FileData:
+    def attempt(_: int) -> FileData:
         try:
             header = cog.read_header(href, settings)
         except (cog.NotDirect, RangeNotSupported) as exc:
             return FileData(gdal=str(exc))
+        except _DIRECT_ERRORS as exc:
+            raise _direct_failure(exc) from exc
         wanted: set[tuple[int, int]] = set()
         epsg = epsg_of(task.crs)
         a, b, c, d, e, f = task.transform
@@ -498,17 +557,18 @@ def fetch_file(task: FileTask) -> FileData:
             if window is None:
                 return FileData(gdal="another grid")
             wanted.update(cog.tiles_of(header, window))
-        tiles = cog.fetch_tiles(href, header, sorted(wanted), settings)
+        try:
+            tiles = cog.fetch_tiles(href, header, sorted(wanted), settings)
+        except _DIRECT_ERRORS as exc:
+            raise _direct_failure(exc) from exc
         return FileData(header=header, tiles=tiles)
 
     chunk_task = ChunkTask((task.source,), task.band, task.crs, task.transform, (0, 0), "uint16",
                            0, "nearest", None, options)
-    result = _direct_with_retries(task.source, chunk_task, attempt, warn=False)
-    if isinstance(result, tuple):  # gave up under on_error="nodata"
-        failure = result[1]
-        assert failure is not None
+    data, failure = _retrying(task.source, chunk_task, attempt, warn=False)
+    if failure is not None:  # gave up under on_error="nodata": each chunk reports it
         return FileData(failure=(failure.attempts, failure.status, failure.error))
-    return result
+    return data
 
 
 def _read_direct(source: Source, task: ChunkTask, file: FileData
@@ -524,63 +584,23 @@ def _read_direct(source: Source, task: ChunkTask, file: FileData
     settings = _direct_settings(source, task.options)
     assert settings is not None
 
-    def attempt() -> np.ndarray:
+    def attempt(_: int) -> np.ndarray:
         nonlocal tiles
         try:
             return cog.assemble(header, window, tiles, raw_dtype, nodata)
-        except (cog.CorruptTileError, KeyError):
-            # fetch this chunk's tiles again (a corrupted transfer, or a plan that missed one)
-            tiles = cog.fetch_tiles(source.href, header, cog.tiles_of(header, window), settings)
-            raise
-
-    try:
-        return attempt(), None
-    except _DIRECT_ERRORS as exc:
-        first = exc
-    result = _direct_with_retries(source, task, attempt, first_error=first)
-    return result if isinstance(result, tuple) else (result, None)
-
-
-_DIRECT_ERRORS = (HttpError, cog.CorruptTileError, KeyError)
-
-
-def _direct_with_retries(source: Source, task: ChunkTask, attempt: Any,
-                         first_error: BaseException | None = None, warn: bool = True) -> Any:
-    """``attempt()`` with s2intake's retry policy; a failure raises or is recorded.
-
-    ``first_error`` is the error of an attempt the caller already made.
-    """
-    options = task.options
-    started = time.monotonic()
-    delay = options.backoff
-    last = first_error
-    attempts = 0 if first_error is None else 1
-    while True:
-        if last is not None:
-            if getattr(last, "status", None) in PERMANENT_STATUSES or attempts > options.retries:
-                break
-            wait = min(delay, options.max_backoff) * random.uniform(0.5, 1.0)
-            if time.monotonic() - started + wait > options.deadline:
-                break
-            log.info("direct read of %s (item %s) failed, retrying in %.1f s: %s",
-                     redact_url(source.href), source.item_id, wait,
-                     options.scrub(redact_urls(_describe(last))))
-            time.sleep(wait)
-            delay *= 2
-        attempts += 1
+        except (cog.CorruptTileError, KeyError) as exc:
+            failure = _direct_failure(exc)
+        # fetch this chunk's tiles again (a corrupted transfer, or a plan that missed one)
         try:
-            return attempt()
+            tiles = cog.fetch_tiles(source.href, header, cog.tiles_of(header, window), settings)
         except _DIRECT_ERRORS as exc:
-            last = exc
-    status = getattr(last, "status", None)
-    error = options.scrub(redact_urls(_describe(last)))
-    return _give_up(source, task, attempts, status, error, warn=warn)
+            raise _direct_failure(exc) from exc
+        raise failure
+
+    return _retrying(source, task, attempt)
 
 
-def _describe(exc: BaseException | None) -> str:
-    if isinstance(exc, KeyError):
-        return f"tile {exc} was not fetched"
-    return _gdal_message(exc)
+# ------------------------------------------------------------------------ GDAL reads
 
 
 def _read_with_retries(source: Source, task: ChunkTask
@@ -588,36 +608,22 @@ def _read_with_retries(source: Source, task: ChunkTask
     options = task.options
     path = gdal_path(source.href, options.allow_local)
     vsi = _vsi_name(path)
-    started = time.monotonic()
-    delay = options.backoff
-    last: BaseException | None = None
-    messages: list[str]
-    attempts = 0
-    for attempt in range(options.retries + 1):
-        attempts += 1
+
+    def attempt(number: int) -> np.ndarray:
         # On a retry, GDAL must not serve the file's bytes from its /vsicurl/ cache: a
         # corrupted tile would otherwise fail the same way again without a new request.
-        extra = {"CPL_VSIL_CURL_NON_CACHED": vsi} if attempt and vsi else None
+        extra = {"CPL_VSIL_CURL_NON_CACHED": vsi} if number and vsi else None
         with _GDAL_MESSAGES.capture() as messages:
             try:
                 with gdal_environment(options, extra):
-                    return _read_source(path, task), None
+                    return _read_source(path, task)
             except _READ_ERRORS as exc:
-                last = exc
+                failed = exc
         _evict(path, options)
-        if _is_permanent(last, messages) or attempt == options.retries:
-            break
-        wait = min(delay, options.max_backoff) * random.uniform(0.5, 1.0)
-        if time.monotonic() - started + wait > options.deadline:
-            break
-        log.info("read of %s (item %s) failed, retrying in %.1f s: %s",
-                 redact_url(source.href), source.item_id, wait,
-                 options.scrub(redact_urls(_gdal_message(last))))
-        time.sleep(wait)
-        delay *= 2
-    status = _last_status(last, messages)
-    error = options.scrub(redact_urls(_gdal_message(last, messages)))
-    return _give_up(source, task, attempts, status, error)
+        raise _Failed(_last_status(failed, messages), _is_permanent(failed, messages),
+                      redact_urls(_gdal_message(failed, messages)))
+
+    return _retrying(source, task, attempt)
 
 
 def _give_up(source: Source, task: ChunkTask, attempts: int, status: int | None,

@@ -332,7 +332,10 @@ def _band_array(name: str, groups: list[list[dict]], transform: Affine, x_edges:
                     transform=tuple(chunk_transform)[:6], shape=shape, dtype=dtype,
                     nodata=nodata, resampling=method, scale=factor, options=options,
                     chunk=(t, i, j))
-    token = tokenize(sorted(tasks.items()))
+    # the inputs of every task, without tokenizing each task's dataclasses (slow)
+    token = tokenize(name, [[(s.href, s.item_id, s.dn_offset) for s in tasks[(t, 0, 0)].sources]
+                            for t in range(len(groups))],
+                     full, x_edges, y_edges, crs, method, dtype, nodata, factor, options)
     label = f"s2read-{name}-" + token
     # Two layers: the read layer fetches each file once (header + its tiles) and reads each
     # chunk from that, returning (pixels, failed reads); the array's chunk takes the pixels.

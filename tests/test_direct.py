@@ -201,3 +201,35 @@ def test_merge_ranges_joins_neighbours_only():
     assert rangeio.merge_ranges([(10, 20), (0, 5), (20, 30), (5000, 6000)], gap=4) == \
         [(0, 5), (10, 30), (5000, 6000)]
     assert rangeio.merge_ranges([(0, 10), (14, 20)], gap=8) == [(0, 20)]
+
+
+def test_redirects_are_followed_with_the_range(replica_items, cog_server):
+    """A pre-signing service answers 302 with the real URL; the Range must go along."""
+    import http.server
+    import threading
+
+    href = _items(replica_items, 1)[0]["assets"]["red"]["href"]
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            self.send_response(302)
+            self.send_header("Location", href)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        settings = rangeio.HttpSettings.from_options(ReadOptions.make())
+        via = cog.read_header(f"http://127.0.0.1:{server.server_address[1]}/signed.tif",
+                              settings)
+        direct = cog.read_header(href, settings)
+        assert via.transform == direct.transform
+        np.testing.assert_array_equal(via.offsets, direct.offsets)
+    finally:
+        server.shutdown()
+        server.server_close()
