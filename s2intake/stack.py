@@ -314,6 +314,9 @@ def _band_array(name: str, groups: list[list[dict]], transform: Affine, x_edges:
     full = tuple(transform)[:6]
     windows = tuple((y_edges[i], y_edges[i + 1], x_edges[j], x_edges[j + 1])
                     for i in range(len(y_edges) - 1) for j in range(len(x_edges) - 1))
+    grid = {(i, j): (tuple(transform @ Affine.translation(x_edges[j], y_edges[i]))[:6],
+                     (y_edges[i + 1] - y_edges[i], x_edges[j + 1] - x_edges[j]))
+            for i in range(len(y_edges) - 1) for j in range(len(x_edges) - 1)}
     for t, group in enumerate(groups):
         sources = []
         for item in group:
@@ -323,15 +326,11 @@ def _band_array(name: str, groups: list[list[dict]], transform: Affine, x_edges:
             sources.append(Source(asset["href"], item["id"], offset))
         for s, source in enumerate(sources):
             files[(t, s)] = FileTask(source, name, crs, full, windows, options)  # type: ignore[arg-type]
-        for i in range(len(y_edges) - 1):
-            for j in range(len(x_edges) - 1):
-                chunk_transform = transform @ Affine.translation(x_edges[j], y_edges[i])
-                shape = (y_edges[i + 1] - y_edges[i], x_edges[j + 1] - x_edges[j])
-                tasks[(t, i, j)] = ChunkTask(
-                    sources=tuple(sources), band=name, crs=crs,
-                    transform=tuple(chunk_transform)[:6], shape=shape, dtype=dtype,
-                    nodata=nodata, resampling=method, scale=factor, options=options,
-                    chunk=(t, i, j))
+        for (i, j), (chunk_transform, shape) in grid.items():
+            tasks[(t, i, j)] = ChunkTask(
+                sources=tuple(sources), band=name, crs=crs, transform=chunk_transform,
+                shape=shape, dtype=dtype, nodata=nodata, resampling=method, scale=factor,
+                options=options, chunk=(t, i, j))
     # the inputs of every task, without tokenizing each task's dataclasses (slow)
     token = tokenize(name, [[(s.href, s.item_id, s.dn_offset) for s in tasks[(t, 0, 0)].sources]
                             for t in range(len(groups))],
