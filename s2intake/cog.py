@@ -226,8 +226,13 @@ def fetch_tiles(url: str, header: CogHeader, tiles: list[tuple[int, int]],
     return {tile: got[r] for tile, r in ranges.items()}
 
 
-def decode_tile(header: CogHeader, data: bytes | memoryview) -> np.ndarray:
+def decode_tile(header: CogHeader, data: bytes | memoryview,
+                rows: tuple[int, int] | None = None) -> np.ndarray:
     """One tile as a writable ``block``-shaped array in native byte order.
+
+    ``rows`` (start, stop): only those rows are needed; the horizontal predictor is undone
+    for them alone (the others hold undefined values). The whole tile is always inflated,
+    so its checksum is always checked.
 
     Raises
     ------
@@ -258,7 +263,8 @@ def decode_tile(header: CogHeader, data: bytes | memoryview) -> np.ndarray:
             raise CorruptTileError(f"tile decoded to {size} bytes, expected {nbytes}")
     if header.predictor == 2:
         if imagecodecs is not None and dtype.isnative:
-            imagecodecs.delta_decode(tile, axis=-1, out=tile)
+            part = tile if rows is None else tile[rows[0]:rows[1]]
+            imagecodecs.delta_decode(part, axis=-1, out=part)
         else:
             native = tile.astype(dtype.newbyteorder("="))
             tile = np.cumsum(native, axis=1, dtype=native.dtype)
@@ -293,9 +299,9 @@ def assemble(header: CogHeader, window: Window, tiles: Mapping[tuple[int, int], 
     for row, col in tiles_of(header, window):
         if header.tile_range(row, col) is None:
             continue  # sparse tile: GDAL reads it as nodata too
-        tile = _decode(header, tiles, (row, col))
         tr0, tc0 = row * bh, col * bw
         rs0, rs1 = max(r0, tr0), min(r1, tr0 + bh, header.height)
+        tile = _decode(header, tiles, (row, col), (rs0 - tr0, rs1 - tr0))
         cs0, cs1 = max(c0, tc0), min(c1, tc0 + bw, header.width)
         part = tile[rs0 - tr0:rs1 - tr0, cs0 - tc0:cs1 - tc0]
         target = out[rs0 - r0:rs1 - r0, cs0 - c0:cs1 - c0]
@@ -307,9 +313,9 @@ def assemble(header: CogHeader, window: Window, tiles: Mapping[tuple[int, int], 
 
 
 def _decode(header: CogHeader, tiles: Mapping[tuple[int, int], Buffer],
-            tile: tuple[int, int]) -> np.ndarray:
+            tile: tuple[int, int], rows: tuple[int, int] | None = None) -> np.ndarray:
     try:
-        return decode_tile(header, tiles[tile])
+        return decode_tile(header, tiles[tile], rows)
     except CorruptTileError as exc:
         exc.tile = tile  # type: ignore[attr-defined]
         raise

@@ -233,3 +233,23 @@ def test_redirects_are_followed_with_the_range(replica_items, cog_server):
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize("window", [(0, 1024, 0, 1024), (5000, 5600, 3000, 3600),
+                                    (10000, 10980, 10500, 10980), (100, 101, 0, 10980),
+                                    (-20, 30, 10970, 11000), (8191, 9217, 2047, 3073)])
+def test_assemble_equals_rasterio_for_any_window(replica_items, cog_server, cog_root, window):
+    """Whole tiles, partial tiles (the predictor undone for the needed rows only), windows
+    past the file's edge (nodata), one-row strips across every tile column."""
+    href = _items(replica_items, 1)[0]["assets"]["red"]["href"]
+    path = cog_root / href[len(cog_server.url):].lstrip("/")
+    data = path.read_bytes()
+    header = cog.parse_header(data[:cog.HEADER_BYTES], len(data))
+    tiles = {t: data[slice(*r)] for t in cog.tiles_of(header, window)
+             if (r := header.tile_range(*t)) is not None}
+    got = cog.assemble(header, window, tiles, np.dtype("uint16"), 0)
+    r0, r1, c0, c1 = window
+    with rasterio.open(path) as src:
+        expected = src.read(1, window=rasterio.windows.Window(c0, r0, c1 - c0, r1 - r0),
+                            boundless=True, fill_value=0)
+    np.testing.assert_array_equal(got, expected)
