@@ -129,7 +129,9 @@ class _Pool:
         with self.lock:
             if self.manager is None or self.pid != os.getpid():
                 bundle = next((os.environ[v] for v in _CA_ENV if os.environ.get(v)), None)
-                self.manager = urllib3.PoolManager(num_pools=64, maxsize=16, retries=False,
+                # keep a connection per thread of a busy worker (urllib3 warns and drops the
+                # connections beyond maxsize)
+                self.manager = urllib3.PoolManager(num_pools=64, maxsize=64, retries=False,
                                                    ca_certs=bundle)
                 self.pid = os.getpid()
             return self.manager
