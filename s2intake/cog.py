@@ -24,11 +24,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import tifffile
 
 from .rangeio import HttpSettings, read_prefix, read_ranges
 
 try:  # libdeflate + a C predictor decoder: ~2x faster than zlib + numpy
     import imagecodecs
+
+    # imagecodecs loads its codec modules on first use: load them with s2intake, not in the
+    # first read task
+    imagecodecs.deflate_decode, imagecodecs.delta_decode  # noqa: B018
 except ImportError:  # pragma: no cover - imagecodecs is a dependency; keep working without
     imagecodecs = None
 
@@ -123,8 +128,6 @@ def parse_header(data: bytes, size: int) -> CogHeader:
     _NeedMore
         When the header extends past ``data``.
     """
-    import tifffile
-
     with tifffile.TiffFile(_Prefix(data, size), _useframes=False) as tif:
         page = tif.pages.first
         if not page.is_tiled or page.samplesperpixel != 1 or page.imagedepth != 1:
