@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import dask.array as da
@@ -9,6 +10,7 @@ import numpy as np
 import shapely
 import xarray as xr
 from affine import Affine
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.features import geometry_mask
 
 from .aoi import read_aoi
@@ -39,6 +41,13 @@ def grid_of(obj: xr.Dataset | xr.DataArray) -> tuple[str, Affine]:
     res_y = float(ys[1] - ys[0]) if len(ys) > 1 else -float(obj.attrs.get("resolution", 10))
     transform = Affine(res_x, 0, float(xs[0]) - res_x / 2, 0, res_y, float(ys[0]) - res_y / 2)
     return crs, transform
+
+
+# rasterio 1.4's rasterize writes into a GDAL MEM dataset and sets the transform after
+# opening it, which warns although the mask is georeferenced (a thread-safe, narrow filter
+# instead of catch_warnings around each block)
+warnings.filterwarnings("ignore", message="Dataset has no geotransform",
+                        category=NotGeoreferencedWarning, module="rasterio.features")
 
 
 def _mask_block(block: np.ndarray, geometry: bytes, transform: tuple, all_touched: bool,
