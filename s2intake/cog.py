@@ -19,7 +19,7 @@ from __future__ import annotations
 import io
 import logging
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -192,20 +192,30 @@ Window = tuple[int, int, int, int]  # row0, row1, col0, col1 (end exclusive)
 Buffer = bytes | memoryview
 
 
+def grid_offset(source: Sequence[float], target: Sequence[float]) -> tuple[int, int] | None:
+    """``(row, col)`` of ``target``'s pixel (0, 0) on ``source``'s pixel grid, or ``None``
+    when the two north-up affine transforms (GDAL order) differ in pixel size or do not share
+    pixel edges."""
+    sa, sb, sc, sd, se, sf = source[:6]
+    a, b, c, d, e, f = target[:6]
+    if sb or sd or b or d or not np.isclose(sa, a) or not np.isclose(se, e):
+        return None
+    col, row = (c - sc) / sa, (f - sf) / se
+    if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
+        return None
+    return int(round(row)), int(round(col))
+
+
 def file_window(header: CogHeader, transform: tuple[float, ...], shape: tuple[int, int],
                 epsg: int | None) -> Window | None:
     """The file's pixel window of an output grid region, or ``None`` when not on its grid.
 
     The window may extend past the file (the part outside is nodata).
     """
-    a, b, c, d, e, f = transform[:6]
-    fa, _, fc, _, fe, ff = header.transform
-    if epsg != header.epsg or b or d or not np.isclose(a, fa) or not np.isclose(e, fe):
+    offset = grid_offset(header.transform, transform) if epsg == header.epsg else None
+    if offset is None:
         return None
-    col, row = (c - fc) / fa, (f - ff) / fe
-    if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
-        return None
-    r0, c0 = int(round(row)), int(round(col))
+    r0, c0 = offset
     return r0, r0 + shape[0], c0, c0 + shape[1]
 
 

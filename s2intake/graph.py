@@ -55,10 +55,11 @@ class ReadLayer(MaterializedLayer):
                  ) -> dict[Key, FileTask]:
         windows: dict[Key, list[tuple[int, int, int, int]]] = {}
         for task, fetch_keys in reads.values():
-            window = chunk_window(task, self.fetches[fetch_keys[0]]) if fetch_keys else None
+            if not fetch_keys:
+                continue
+            window = chunk_window(task, self.fetches[fetch_keys[0]])
             for key in fetch_keys:
-                if window is not None:
-                    windows.setdefault(key, []).append(window)
+                windows.setdefault(key, []).append(window)
         return {key: replace(self.fetches[key], windows=tuple(found))
                 for key, found in windows.items()}
 

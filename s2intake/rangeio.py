@@ -165,9 +165,13 @@ def retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
 
 
-def _with_retries(url: str, ranges: str, settings: HttpSettings,
-                  body: bool = True) -> tuple[urllib3.BaseHTTPResponse, bytes]:
-    """GET ``ranges`` of ``url``; returns the response and its body (read in full)."""
+def _with_retries(url: str, ranges: str, settings: HttpSettings
+                  ) -> tuple[urllib3.BaseHTTPResponse, bytes]:
+    """GET ``ranges`` of ``url``; returns the response and its body (read in full).
+
+    A 200 (the server ignored the ``Range``) is returned unread, with no body: the caller
+    drops the connection instead of downloading the whole file.
+    """
     delay = settings.retry_delay
     last: HttpError | None = None
     for attempt in range(settings.max_retry + 1):
@@ -176,7 +180,7 @@ def _with_retries(url: str, ranges: str, settings: HttpSettings,
             response = _request(url, ranges, settings)
             status = response.status
             if status in (200, 206):
-                if status == 200 and not body:
+                if status == 200:
                     return response, b""
                 data = response.read()
                 response.release_conn()
@@ -223,7 +227,7 @@ def read_prefix(url: str, length: int, settings: HttpSettings) -> tuple[bytes, i
     HttpError
         When the GET fails after the retries.
     """
-    response, data = _with_retries(url, f"0-{length - 1}", settings, body=False)
+    response, data = _with_retries(url, f"0-{length - 1}", settings)
     if response.status == 200:
         _close(response)
         raise RangeNotSupported(f"{redact_url(url)} does not serve byte ranges", 200)
@@ -279,11 +283,11 @@ def read_ranges(url: str, ranges: Sequence[tuple[int, int]], settings: HttpSetti
                 _POOL.single_range_hosts.add(host)
                 break
         else:
-            return _slice(got, wanted, url)
+            return _cut([(a, data) for (a, _), data in got.items()], wanted, url)
     for run in runs:
         if run not in got:
             got.update(_multi_get(url, [run], settings))
-    return _slice(got, wanted, url)
+    return _cut([(a, data) for (a, _), data in got.items()], wanted, url)
 
 
 def _batches(runs: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
@@ -302,7 +306,7 @@ def _batches(runs: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
 def _multi_get(url: str, runs: list[tuple[int, int]], settings: HttpSettings
                ) -> dict[tuple[int, int], memoryview]:
     spec = ",".join(f"{a}-{b - 1}" for a, b in runs)
-    response, data = _with_retries(url, spec, settings, body=False)
+    response, data = _with_retries(url, spec, settings)
     if response.status == 200:
         _close(response)
         if len(runs) == 1:
@@ -318,7 +322,7 @@ def _multi_get(url: str, runs: list[tuple[int, int]], settings: HttpSettings
             raise HttpError(f"no Content-Range in the reply for {redact_url(url)}",
                             response.status)
         parts = [(int(match.group(1)), view)]
-    return _cover(parts, runs, url)
+    return _cut(parts, runs, url)
 
 
 def _multipart(body: bytes, view: memoryview, content_type: str, url: str
@@ -353,31 +357,17 @@ def _multipart(body: bytes, view: memoryview, content_type: str, url: str
     raise HttpError(f"truncated or malformed multipart reply from {redact_url(url)}")
 
 
-def _cover(parts: list[tuple[int, memoryview]], runs: list[tuple[int, int]], url: str
-           ) -> dict[tuple[int, int], memoryview]:
-    """Each requested run cut out of the parts that arrived (servers may merge ranges)."""
+def _cut(pieces: list[tuple[int, memoryview]], wanted: Sequence[tuple[int, int]], url: str
+         ) -> dict[tuple[int, int], memoryview]:
+    """Each wanted ``[start, stop)`` sliced out of the ``(start, data)`` piece holding it
+    (servers may merge ranges; runs hold several tiles)."""
     out: dict[tuple[int, int], memoryview] = {}
-    for start, stop in runs:
-        for part_start, data in parts:
-            if part_start <= start and stop <= part_start + len(data):
-                out[(start, stop)] = data[start - part_start:stop - part_start]
+    for start, stop in wanted:
+        for piece_start, data in pieces:
+            if piece_start <= start and stop <= piece_start + len(data):
+                out[(start, stop)] = data[start - piece_start:stop - piece_start]
                 break
         else:
             raise HttpError(f"the reply from {redact_url(url)} lacks bytes {start}-{stop - 1}")
-    return out
-
-
-def _slice(got: dict[tuple[int, int], memoryview], wanted: list[tuple[int, int]], url: str
-           ) -> dict[tuple[int, int], memoryview]:
-    items = sorted(got.items())
-    out: dict[tuple[int, int], memoryview] = {}
-    for start, stop in wanted:
-        for (a, b), data in items:
-            if a <= start and stop <= b:
-                out[(start, stop)] = data[start - a:stop - a] if (a, b) != (start, stop) \
-                    else data
-                break
-        else:  # pragma: no cover - read_ranges requests every wanted range
-            raise HttpError(f"bytes {start}-{stop - 1} of {redact_url(url)} were not read")
     return out
 

@@ -454,7 +454,7 @@ def read_chunk_report(task: ChunkTask, *files: FileData | None
 
 def _read_source_any(source: Source, task: ChunkTask, file: FileData | None
                      ) -> tuple[np.ndarray | None, FailedRead | None]:
-    if file is None or file.gdal is not None or file.header is None and file.failure is None:
+    if file is None or file.gdal is not None:
         return _read_with_retries(source, task)
     if file.failure is not None:
         attempts, status, error = file.failure
@@ -548,15 +548,14 @@ def fetch_file(task: FileTask) -> FileData:
             return FileData(gdal=str(exc))
         except _DIRECT_ERRORS as exc:
             raise _direct_failure(exc) from exc
+        # where the stack's pixel (0, 0) falls in the file; chunks are whole-pixel offsets
+        origin = cog.file_window(header, task.transform, (0, 0), epsg_of(task.crs))
+        if origin is None:
+            return FileData(gdal="another grid")
+        row, col = origin[0], origin[2]
         wanted: set[tuple[int, int]] = set()
-        epsg = epsg_of(task.crs)
-        a, b, c, d, e, f = task.transform
         for r0, r1, c0, c1 in task.windows:
-            chunk = (a, b, c + a * c0, d, e, f + e * r0)
-            window = cog.file_window(header, chunk, (r1 - r0, c1 - c0), epsg)
-            if window is None:
-                return FileData(gdal="another grid")
-            wanted.update(cog.tiles_of(header, window))
+            wanted.update(cog.tiles_of(header, (row + r0, row + r1, col + c0, col + c1)))
         try:
             tiles = cog.fetch_tiles(href, header, sorted(wanted), settings)
         except _DIRECT_ERRORS as exc:
@@ -581,8 +580,6 @@ def _read_direct(source: Source, task: ChunkTask, file: FileData
     raw_dtype = np.dtype(task.dtype) if task.scale is None else np.dtype("uint16")
     nodata = task.nodata if task.scale is None else 0
     tiles = file.tiles
-    settings = _direct_settings(source, task.options)
-    assert settings is not None
 
     def attempt(_: int) -> np.ndarray:
         nonlocal tiles
@@ -591,6 +588,8 @@ def _read_direct(source: Source, task: ChunkTask, file: FileData
         except (cog.CorruptTileError, KeyError) as exc:
             failure = _direct_failure(exc)
         # fetch this chunk's tiles again (a corrupted transfer, or a plan that missed one)
+        settings = _direct_settings(source, task.options)
+        assert settings is not None  # fetch_file read this file directly with them
         try:
             tiles = cog.fetch_tiles(source.href, header, cog.tiles_of(header, window), settings)
         except _DIRECT_ERRORS as exc:
@@ -705,8 +704,9 @@ def _read_source(path: str, task: ChunkTask) -> np.ndarray:
     nodata = task.nodata if task.scale is None else 0
     checker = _TileChecker.for_dataset(ds, path) if task.options.verify_tiles else None
     same_crs = ds.crs is not None and ds.crs.to_string() == task.crs
-    if same_crs and _same_grid(ds.transform, target):
-        return _read_aligned(ds, target, height, width, raw_dtype, nodata, checker)
+    offset = cog.grid_offset(tuple(ds.transform)[:6], task.transform) if same_crs else None
+    if offset is not None:
+        return _read_aligned(ds, offset, height, width, raw_dtype, nodata, checker)
     if checker is not None:
         checker.check_bounds(ds, task.bounds, task.crs)
     with WarpedVRT(ds, crs=task.crs, transform=target, width=width, height=height,
@@ -715,20 +715,13 @@ def _read_source(path: str, task: ChunkTask) -> np.ndarray:
         return vrt.read(1, out_dtype=raw_dtype)
 
 
-def _same_grid(src: Affine, dst: Affine) -> bool:
-    if not (np.isclose(src.a, dst.a) and np.isclose(src.e, dst.e)
-            and src.b == 0 and src.d == 0 and dst.b == 0 and dst.d == 0):
-        return False
-    col = (dst.c - src.c) / src.a
-    row = (dst.f - src.f) / src.e
-    return abs(col - round(col)) < 1e-6 and abs(row - round(row)) < 1e-6
-
-
-def _read_aligned(ds: Any, target: Affine, height: int, width: int, dtype: str,
+def _read_aligned(ds: Any, offset: tuple[int, int], height: int, width: int, dtype: str,
                   nodata: float, checker: _TileChecker | None = None) -> np.ndarray:
-    """Plain windowed read of the part of the chunk the file covers; the rest is nodata."""
-    col0 = round((target.c - ds.transform.c) / ds.transform.a)
-    row0 = round((target.f - ds.transform.f) / ds.transform.e)
+    """Plain windowed read of the part of the chunk the file covers; the rest is nodata.
+
+    ``offset`` is the chunk's ``(row, col)`` in the file (:func:`cog.grid_offset`).
+    """
+    row0, col0 = offset
     c_start, r_start = max(col0, 0), max(row0, 0)
     c_stop, r_stop = min(col0 + width, ds.width), min(row0 + height, ds.height)
     out = np.full((height, width), nodata, dtype=dtype)

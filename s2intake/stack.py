@@ -312,11 +312,10 @@ def _band_array(name: str, groups: list[list[dict]], transform: Affine, x_edges:
     tasks: dict[tuple[int, int, int], ChunkTask] = {}
     files: dict[tuple[int, int], FileTask] = {}
     full = tuple(transform)[:6]
-    windows = tuple((y_edges[i], y_edges[i + 1], x_edges[j], x_edges[j + 1])
-                    for i in range(len(y_edges) - 1) for j in range(len(x_edges) - 1))
     grid = {(i, j): (tuple(transform @ Affine.translation(x_edges[j], y_edges[i]))[:6],
                      (y_edges[i + 1] - y_edges[i], x_edges[j + 1] - x_edges[j]))
             for i in range(len(y_edges) - 1) for j in range(len(x_edges) - 1)}
+    windows = tuple((y_edges[i], y_edges[i + 1], x_edges[j], x_edges[j + 1]) for i, j in grid)
     for t, group in enumerate(groups):
         sources = []
         for item in group:
