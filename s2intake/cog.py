@@ -139,12 +139,12 @@ def parse_header(data: bytes, size: int) -> CogHeader:
         dtype = np.dtype(page.dtype).newbyteorder(tif.byteorder)
         if predictor not in (1, 2) or (predictor == 2 and dtype.kind not in "ui"):
             raise NotDirect(f"predictor {predictor} with {dtype}")
-        geo = page.geotiff_tags or {}
-        scale, tie = geo.get("ModelPixelScale"), geo.get("ModelTiepoint")
-        epsg = int(geo.get("ProjectedCSTypeGeoKey", 0) or 0)
-        if "ModelTransformation" in geo or not scale or not tie or len(tie) < 6:
+        scale, tie = _tag(page, _PIXEL_SCALE), _tag(page, _TIEPOINT)
+        keys = _geo_keys(_tag(page, _GEO_KEYS))
+        epsg = keys.get(_PROJECTED_CRS_KEY, 0)
+        if _tag(page, _TRANSFORMATION) or not scale or not tie or len(tie) < 6:
             raise NotDirect("no north-up pixel scale and tie point")
-        if int(geo.get("GTRasterTypeGeoKey", 1)) != 1:
+        if keys.get(_RASTER_TYPE_KEY, 1) != 1:
             raise NotDirect("pixel-is-point raster")
         if not 1024 <= epsg < 32767:
             raise NotDirect("no EPSG code of a projected CRS")
@@ -165,6 +165,27 @@ def parse_header(data: bytes, size: int) -> CogHeader:
             predictor=predictor, compression=compression, nodata=nodata,
             transform=(sx, 0.0, x0, 0.0, -sy, y0), epsg=epsg,
             offsets=offsets.reshape(rows, cols), counts=counts.reshape(rows, cols))
+
+
+#: GeoTIFF tags and keys read here. tifffile's ``geotiff_tags`` decodes every key into enums
+#: (20 ms the first time, under a lock every reading thread then waits on).
+_PIXEL_SCALE, _TIEPOINT, _TRANSFORMATION, _GEO_KEYS = 33550, 33922, 34264, 34735
+_RASTER_TYPE_KEY, _PROJECTED_CRS_KEY = 1025, 3072
+
+
+def _tag(page: Any, code: int) -> Any:
+    tag = page.tags.get(code)
+    return None if tag is None else tag.value
+
+
+def _geo_keys(directory: Sequence[int] | None) -> dict[int, int]:
+    """The GeoKeys with a short value stored in the key directory itself (``{id: value}``)."""
+    if not directory or len(directory) < 4:
+        return {}
+    count = int(directory[3])
+    entries = directory[4:4 + 4 * count]
+    return {int(entries[i]): int(entries[i + 3]) for i in range(0, len(entries) - 3, 4)
+            if entries[i + 1] == 0 and entries[i + 2] == 1}
 
 
 def read_header(url: str, settings: HttpSettings) -> CogHeader:
