@@ -253,3 +253,34 @@ def test_assemble_equals_rasterio_for_any_window(replica_items, cog_server, cog_
         expected = src.read(1, window=rasterio.windows.Window(c0, r0, c1 - c0, r1 - r0),
                             boundless=True, fill_value=0)
     np.testing.assert_array_equal(got, expected)
+
+
+def _geotiff(path, crs, transform, **tags):
+    profile = {"driver": "GTiff", "width": 512, "height": 512, "count": 1, "dtype": "uint16",
+               "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate",
+               "crs": crs, "transform": transform, "nodata": 0}
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(np.ones((1, 512, 512), "uint16"))
+        dst.update_tags(**tags)
+    data = path.read_bytes()
+    return cog.parse_header(data[:cog.HEADER_BYTES], len(data))
+
+
+def test_header_reads_the_geotiff_keys_as_gdal_does(tmp_path):
+    """The CRS, transform and nodata come from the GeoTIFF tags as GDAL reads them; what the
+    direct path cannot place (geographic CRS, pixel-is-point, rotation) is refused."""
+    from rasterio.transform import Affine
+
+    north_up = Affine(20.0, 0, 399960.0, 0, -20.0, 4400040.0)
+    header = _geotiff(tmp_path / "utm.tif", "EPSG:32610", north_up)
+    assert header.epsg == 32610
+    assert header.transform == tuple(north_up)[:6]
+    assert header.nodata == 0
+    assert header.block == (256, 256)
+    with pytest.raises(cog.NotDirect, match="EPSG"):
+        _geotiff(tmp_path / "wgs84.tif", "EPSG:4326", Affine(0.001, 0, -120, 0, -0.001, 40))
+    with pytest.raises(cog.NotDirect, match="pixel-is-point"):
+        _geotiff(tmp_path / "point.tif", "EPSG:32610", north_up, AREA_OR_POINT="Point")
+    with pytest.raises(cog.NotDirect, match="north-up"):
+        _geotiff(tmp_path / "rotated.tif", "EPSG:32610",
+                 Affine(20.0, 1.0, 399960.0, 1.0, -20.0, 4400040.0))
