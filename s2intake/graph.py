@@ -9,13 +9,13 @@ slice of a stack (``ds.isel(...)``) fetches only the tiles of the chunks the sli
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from typing import Any
 
 from dask.highlevelgraph import MaterializedLayer
 
-from .reader import ChunkTask, FileTask, fetch_file, read_block
+from .reader import ChunkTask, FileTask, fetch_file, read_block, read_pixels
 
 Key = tuple[Any, ...]
 
@@ -29,14 +29,22 @@ class ReadLayer(MaterializedLayer):
         ``{fetch key: FileTask}``; each task's ``windows`` lists every chunk that reads it.
     reads:
         ``{read key: (ChunkTask, fetch keys of its sources, in source order)}``.
+    with_failures:
+        The read tasks return ``(pixels, failed reads)`` (:func:`~s2intake.reader.read_block`,
+        for ``on_error="nodata"``); otherwise the pixels alone
+        (:func:`~s2intake.reader.read_pixels`): a failure raises, so there is nothing to
+        report, and the array takes its chunks straight from the read tasks.
     """
 
     def __init__(self, fetches: Mapping[Key, FileTask],
-                 reads: Mapping[Key, tuple[ChunkTask, tuple[Key, ...]]]) -> None:
+                 reads: Mapping[Key, tuple[ChunkTask, tuple[Key, ...]]],
+                 with_failures: bool = True) -> None:
         self.fetches = dict(fetches)
         self.reads = dict(reads)
+        self.with_failures = with_failures
+        read: Callable[..., Any] = read_block if with_failures else read_pixels
         mapping: dict[Key, Any] = {key: (fetch_file, task) for key, task in self.fetches.items()}
-        mapping.update({key: (read_block, task, *deps) for key, (task, deps) in self.reads.items()})
+        mapping.update({key: (read, task, *deps) for key, (task, deps) in self.reads.items()})
         super().__init__(mapping)
 
     def cull(self, keys: set[Key], all_hlg_keys: Collection[Key]
@@ -46,7 +54,7 @@ class ReadLayer(MaterializedLayer):
         reads = self.reads if len(wanted) == len(self.reads) else \
             {key: self.reads[key] for key in wanted}
         fetches = self.fetches if reads is self.reads else self._trimmed(reads)
-        layer = self if reads is self.reads else ReadLayer(fetches, reads)
+        layer = self if reads is self.reads else ReadLayer(fetches, reads, self.with_failures)
         deps: dict[Key, set[Key]] = {key: set() for key in fetches}
         deps.update({key: set(fetch_keys) for key, (_, fetch_keys) in reads.items()})
         return layer, deps

@@ -953,6 +953,11 @@ def read_block(task: ChunkTask, *files: FileData | None
     return data[np.newaxis], failures
 
 
+def read_pixels(task: ChunkTask, *files: FileData | None) -> np.ndarray:
+    """Graph task: the chunk as a ``(1, y, x)`` block (``on_error="raise"``: no failures)."""
+    return read_chunk_report(task, *files)[0][np.newaxis]
+
+
 def block_pixels(report: tuple[np.ndarray, tuple[FailedRead, ...]]) -> np.ndarray:
     """Graph task: the pixels of a :func:`read_block` result."""
     return report[0]
@@ -974,7 +979,8 @@ def failed_reads_array(obj: Any) -> Any:
     """A one-element object dask array holding the failed reads ``obj`` would make.
 
     Computing it together with ``obj`` (``dask.compute(obj, arr)``) reads each chunk once:
-    both depend on the same read tasks of the ``s2raw-*`` graph layers.
+    both depend on the same read tasks of the ``s2raw-*`` graph layers (stacks made with
+    ``on_error="raise"`` have none: their failures raise, so the list is empty).
     """
     import dask.array as da
     from dask.base import tokenize

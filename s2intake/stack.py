@@ -335,17 +335,27 @@ def _band_array(name: str, groups: list[list[dict]], transform: Affine, x_edges:
                             for t in range(len(groups))],
                      full, x_edges, y_edges, crs, method, dtype, nodata, factor, options)
     label = f"s2read-{name}-" + token
-    # Two layers: the read layer fetches each file once (header + its tiles) and reads each
-    # chunk from that, returning (pixels, failed reads); the array's chunk takes the pixels.
-    # reader.compute_with_failures collects the failures from the same read tasks.
-    raw = f"{RAW_LAYER_PREFIX}{name}-" + token
     fetch = f"s2fetch-{name}-" + token
-    reads = {(raw, t, i, j): (task, tuple((fetch, t, s) for s in range(len(task.sources))))
-             for (t, i, j), task in tasks.items()}
-    layer = ReadLayer({(fetch, t, s): task for (t, s), task in files.items()}, reads)
-    graph = {(label, t, i, j): (block_pixels, (raw, t, i, j)) for (t, i, j) in tasks}
+    fetches = {(fetch, t, s): task for (t, s), task in files.items()}
     chunks = ((1,) * len(groups), tuple(np.diff(y_edges)), tuple(np.diff(x_edges)))
-    hlg = HighLevelGraph({raw: layer, label: graph}, {raw: set(), label: {raw}})
+
+    def reads(layer_name: str) -> dict:
+        return {(layer_name, t, i, j): (task, tuple((fetch, t, s)
+                                                    for s in range(len(task.sources))))
+                for (t, i, j), task in tasks.items()}
+
+    if options.on_error == "raise":
+        # a failed read raises: the read tasks are the array's chunks (one task per chunk)
+        hlg = HighLevelGraph({label: ReadLayer(fetches, reads(label), with_failures=False)},
+                             {label: set()})
+    else:
+        # Two layers: the read layer fetches each file once (header + its tiles) and reads
+        # each chunk from that, returning (pixels, failed reads); the array's chunk takes the
+        # pixels. reader.compute_with_failures collects the failures from the same reads.
+        raw = f"{RAW_LAYER_PREFIX}{name}-" + token
+        graph = {(label, t, i, j): (block_pixels, (raw, t, i, j)) for (t, i, j) in tasks}
+        hlg = HighLevelGraph({raw: ReadLayer(fetches, reads(raw)), label: graph},
+                             {raw: set(), label: {raw}})
     return da.Array(hlg, label, chunks, dtype=dtype,
                     meta=np.empty((0, 0, 0), dtype=dtype))
 

@@ -103,6 +103,25 @@ def test_a_slice_fetches_only_its_chunks_tiles(replica_items, cog_server):
     assert sum(e.bytes for e in entries) < whole / 2
 
 
+@pytest.mark.parametrize("on_error", ["raise", "nodata"])
+def test_graph_has_one_fetch_per_file_and_one_read_per_chunk(replica_items, on_error):
+    """With on_error="raise" the read tasks are the array's chunks; "nodata" adds one
+    pixel-taking task per chunk so the failures can be collected from the same reads."""
+    from s2intake.reader import compute_with_failures
+
+    items = _items(replica_items, 2)
+    ds = s2intake.stack(items, ["red"], aoi=AOI, chunks=256, on_error=on_error)
+    graph = dict(ds.red.data.__dask_graph__())
+    kinds = collections.Counter(key[0].split("-")[0] for key in graph)
+    n_chunks = ds.red.data.npartitions
+    per_chunk = 1 if on_error == "raise" else 2
+    assert kinds["s2fetch"] == len(items)
+    assert len(graph) == len(items) + per_chunk * n_chunks
+    out = compute_with_failures(ds)
+    assert out.attrs["s2intake_failed_reads"] == []
+    assert int(out.red.count()) > 0
+
+
 def test_a_server_without_multirange_gets_one_request_per_run(replica_items, cog_server,
                                                               cog_root, gdal_result, tmp_path,
                                                               monkeypatch):
