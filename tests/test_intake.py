@@ -409,6 +409,16 @@ def test_bad_catalog_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     path = _entry_catalog(tmp_path, "aoi: aoi.geojson\nmax_cloud: [1, 2]\n")
     with pytest.raises(CatalogError, match=r"'scene'.*field 'max_cloud'.*number"):
         s2intake.open_catalog(path).scene  # noqa: B018
+    # a repeated entry name or field would silently drop one: refused, with its line
+    twice = _write(tmp_path / "twice.yaml", "sources:\n  a:\n    driver: x\n  a:\n"
+                   "    driver: y\n")
+    with pytest.raises(CatalogError, match=r"duplicate key 'a'.*line 4"):
+        s2intake.open_catalog(twice)
+    # intake's own schema check still runs on the data s2intake parsed
+    invalid = _write(tmp_path / "invalid.yaml", "sources:\n  a:\n    driver: sentinel2\n"
+                     "    metadata: 5\n")
+    with pytest.raises(CatalogError, match=r"(?s)validation errors.*'5' is not expected type"):
+        s2intake.open_catalog(invalid)
 
 
 def test_catalog_error_is_not_swallowed_as_empty_search(replica_env: str) -> None:
