@@ -29,6 +29,11 @@ class ReadLayer(MaterializedLayer):
         ``{fetch key: FileTask}``; each task's ``windows`` lists every chunk that reads it.
     reads:
         ``{read key: (ChunkTask, fetch keys of its sources, in source order)}``.
+    options_key:
+        Graph key holding the stack's :class:`~s2intake.gdal_env.ReadOptions` (its own
+        layer, :func:`options_layer`), passed to every fetch task. Depending on it also keeps
+        this layer from being a root: Dask's ``fuse_roots`` would otherwise merge the band
+        layers under ``to_rgb`` into one plain dict before culling, losing this cull.
     with_failures:
         The read tasks return ``(pixels, failed reads)`` (:func:`~s2intake.reader.read_block`,
         for ``on_error="nodata"``); otherwise the pixels alone
@@ -37,13 +42,15 @@ class ReadLayer(MaterializedLayer):
     """
 
     def __init__(self, fetches: Mapping[Key, FileTask],
-                 reads: Mapping[Key, tuple[ChunkTask, tuple[Key, ...]]],
+                 reads: Mapping[Key, tuple[ChunkTask, tuple[Key, ...]]], options_key: str,
                  with_failures: bool = True) -> None:
         self.fetches = dict(fetches)
         self.reads = dict(reads)
+        self.options_key = options_key
         self.with_failures = with_failures
         read: Callable[..., Any] = read_block if with_failures else read_pixels
-        mapping: dict[Key, Any] = {key: (fetch_file, task) for key, task in self.fetches.items()}
+        mapping: dict[Key, Any] = {key: (fetch_file, task, options_key)
+                                   for key, task in self.fetches.items()}
         mapping.update({key: (read, task, *deps) for key, (task, deps) in self.reads.items()})
         super().__init__(mapping)
 
@@ -54,8 +61,9 @@ class ReadLayer(MaterializedLayer):
         reads = self.reads if len(wanted) == len(self.reads) else \
             {key: self.reads[key] for key in wanted}
         fetches = self.fetches if reads is self.reads else self._trimmed(reads)
-        layer = self if reads is self.reads else ReadLayer(fetches, reads, self.with_failures)
-        deps: dict[Key, set[Key]] = {key: set() for key in fetches}
+        layer = self if reads is self.reads else \
+            ReadLayer(fetches, reads, self.options_key, self.with_failures)
+        deps: dict[Key, set[Key]] = {key: {self.options_key} for key in fetches}
         deps.update({key: set(fetch_keys) for key, (_, fetch_keys) in reads.items()})
         return layer, deps
 
@@ -70,6 +78,12 @@ class ReadLayer(MaterializedLayer):
                 windows.setdefault(key, []).append(window)
         return {key: replace(self.fetches[key], windows=tuple(found))
                 for key, found in windows.items()}
+
+
+def options_layer(options: Any, token: str) -> tuple[str, dict[str, Any]]:
+    """``(key, layer)``: the one-task layer holding a stack's read options."""
+    key = f"s2options-{token}"
+    return key, {key: options}
 
 
 def chunk_window(task: ChunkTask, file_task: FileTask) -> tuple[int, int, int, int]:

@@ -148,7 +148,6 @@ class FileTask:
     crs: str
     transform: tuple[float, float, float, float, float, float]
     windows: tuple[tuple[int, int, int, int], ...]
-    options: ReadOptions
 
 
 @dataclass
@@ -524,8 +523,11 @@ def _direct_settings(source: Source, options: ReadOptions) -> HttpSettings | Non
     return HttpSettings.from_options(options)
 
 
-def fetch_file(task: FileTask) -> FileData:
+def fetch_file(task: FileTask, options: ReadOptions) -> FileData:
     """Graph task: one asset's header and the tiles its chunks need, in two GETs.
+
+    ``options`` come from the stack's options key in the graph (one per stack, shared by
+    its fetch tasks).
 
     Returns a :class:`FileData` telling the chunk tasks to use GDAL when the file or the
     options are not ones the direct path handles. Retries like :func:`read_chunk`.
@@ -535,7 +537,6 @@ def fetch_file(task: FileTask) -> FileData:
     ReadError
         When the fetch fails after the retries and ``on_error="raise"``.
     """
-    options = task.options
     settings = _direct_settings(task.source, options)
     if settings is None:
         return FileData(gdal="transport")

@@ -29,7 +29,7 @@ from pyproj import CRS
 from .aoi import AOI, read_aoi
 from .errors import StackError
 from .gdal_env import ReadOptions
-from .graph import ReadLayer
+from .graph import ReadLayer, options_layer
 from .profiles import BANDS, REFLECTANCE_SCALE, canonical_bands, detect_profile
 from .reader import RAW_LAYER_PREFIX, ChunkTask, FileTask, Source, block_pixels, gdal_path
 
@@ -324,7 +324,7 @@ def _band_array(name: str, groups: list[list[dict]], transform: Affine, x_edges:
             offset = profile.dn_offset(item["properties"], asset, name) if harmonize else 0
             sources.append(Source(asset["href"], item["id"], offset))
         for s, source in enumerate(sources):
-            files[(t, s)] = FileTask(source, name, crs, full, windows, options)  # type: ignore[arg-type]
+            files[(t, s)] = FileTask(source, name, crs, full, windows)  # type: ignore[arg-type]
         for (i, j), (chunk_transform, shape) in grid.items():
             tasks[(t, i, j)] = ChunkTask(
                 sources=tuple(sources), band=name, crs=crs, transform=chunk_transform,
@@ -344,18 +344,22 @@ def _band_array(name: str, groups: list[list[dict]], transform: Affine, x_edges:
                                                     for s in range(len(task.sources))))
                 for (t, i, j), task in tasks.items()}
 
+    options_key, options_graph = options_layer(options, tokenize(options))
     if options.on_error == "raise":
         # a failed read raises: the read tasks are the array's chunks (one task per chunk)
-        hlg = HighLevelGraph({label: ReadLayer(fetches, reads(label), with_failures=False)},
-                             {label: set()})
+        hlg = HighLevelGraph({options_key: options_graph,
+                              label: ReadLayer(fetches, reads(label), options_key,
+                                               with_failures=False)},
+                             {options_key: set(), label: {options_key}})
     else:
         # Two layers: the read layer fetches each file once (header + its tiles) and reads
         # each chunk from that, returning (pixels, failed reads); the array's chunk takes the
         # pixels. reader.compute_with_failures collects the failures from the same reads.
         raw = f"{RAW_LAYER_PREFIX}{name}-" + token
         graph = {(label, t, i, j): (block_pixels, (raw, t, i, j)) for (t, i, j) in tasks}
-        hlg = HighLevelGraph({raw: ReadLayer(fetches, reads(raw)), label: graph},
-                             {raw: set(), label: {raw}})
+        hlg = HighLevelGraph({options_key: options_graph,
+                              raw: ReadLayer(fetches, reads(raw), options_key), label: graph},
+                             {options_key: set(), raw: {options_key}, label: {raw}})
     return da.Array(hlg, label, chunks, dtype=dtype,
                     meta=np.empty((0, 0, 0), dtype=dtype))
 
