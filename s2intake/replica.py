@@ -245,9 +245,16 @@ class _Service:
 
     name = "service"
 
-    def __init__(self) -> None:
+    def __init__(self, workdir: Path | str | None, port: int | None,
+                 startup_timeout: float) -> None:
         self._proc: subprocess.Popen[bytes] | None = None
         self._atexit_registered = False
+        # a given workdir is kept after stop(); a temporary one is made at start
+        self._given_workdir = Path(workdir).expanduser().resolve() if workdir else None
+        self.workdir: Path | None = self._given_workdir
+        self._fixed_port = port
+        self.port: int | None = port
+        self.startup_timeout = startup_timeout
 
     # -- life cycle -------------------------------------------------------------------------
     def start(self) -> Self:  # pragma: no cover - overridden
@@ -264,7 +271,7 @@ class _Service:
         :class:`ServiceStartError`); ``cleanup`` stops a failed attempt. A fixed port gets
         one attempt, a free port three (another process may grab it in between).
         """
-        fixed = getattr(self, "_fixed_port", None)
+        fixed = self._fixed_port
         attempts = 1 if fixed else 3
         for attempt in range(attempts):
             self.port = fixed or free_port()
@@ -422,14 +429,9 @@ class CogServer(_Service):
         startup_timeout: float = 15.0,
         max_ranges: int | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(workdir, port, startup_timeout)
         self.max_ranges = max_ranges
         self.root = Path(root).expanduser().resolve()
-        self._given_workdir = Path(workdir).expanduser().resolve() if workdir else None
-        self.workdir: Path | None = self._given_workdir
-        self._fixed_port = port
-        self.port: int | None = port
-        self.startup_timeout = startup_timeout
 
     # -- paths ------------------------------------------------------------------------------
     def _dir(self) -> Path:
@@ -839,16 +841,11 @@ class PgStac(_Service):
         context: bool = True,
         startup_timeout: float = 60.0,
     ) -> None:
-        super().__init__()
-        self._given_workdir = Path(workdir).expanduser().resolve() if workdir else None
-        self.workdir: Path | None = self._given_workdir
-        self._fixed_port = port
-        self.port: int | None = port
+        super().__init__(workdir, port, startup_timeout)
         self.user = user
         self.password = password
         self.database = database
         self.context = context
-        self.startup_timeout = startup_timeout
         self.cluster_dir: Path | None = None
         self.bindir: Path | None = None
         self.pgstac_version: str | None = None
@@ -1253,13 +1250,8 @@ class StacApi(_Service):
         startup_timeout: float = 60.0,
         extra_env: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(workdir, port, startup_timeout)
         self.db = db
-        self._given_workdir = Path(workdir).expanduser().resolve() if workdir else None
-        self.workdir: Path | None = self._given_workdir
-        self._fixed_port = port
-        self.port: int | None = port
-        self.startup_timeout = startup_timeout
         self.extra_env = dict(extra_env or {})
 
     @property
