@@ -1186,7 +1186,6 @@ class SafeYAMLFileCatalog(YAMLFileCatalog):
                                  for p in plugins]
             entry.getshell = False
 
-
     def _parse_data(self, text: str, data: Mapping[str, Any]) -> None:
         """What intake's ``YAMLFileCatalog.parse`` does after loading the YAML, on the data
         already loaded (intake would parse the text again with PyYAML's pure-Python loader:
