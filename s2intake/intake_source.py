@@ -889,6 +889,9 @@ def _refuse(where: str, message: str) -> CatalogSecurityError:
     return CatalogSecurityError(f"{where}: {message}")
 
 
+_YAML_MERGE = "tag:yaml.org,2002:merge"
+
+
 class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     """libyaml's safe loader (~10x faster than PyYAML's) refusing duplicate mapping keys,
     as intake's own loader does (a repeated entry name would silently drop one)."""
@@ -896,6 +899,8 @@ class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: dict[Any, Any] = {}
         for key_node, _ in node.value:
+            if key_node.tag == _YAML_MERGE:
+                continue  # "<<: *defaults": merged keys may be overridden, as YAML says
             key = self.construct_object(key_node, deep=deep)
             if isinstance(key, Mapping | list):
                 continue  # unhashable: the base constructor says so

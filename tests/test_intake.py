@@ -421,6 +421,36 @@ def test_bad_catalog_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         s2intake.open_catalog(invalid)
 
 
+def test_entries_may_share_defaults_through_yaml_merge_keys(tmp_path: Path) -> None:
+    """``<<: *defaults`` works (intake's own loader refuses it) and an entry's own keys win
+    over the merged ones; a key repeated inside one entry is still refused."""
+    shutil.copy(AOI_PATH, tmp_path / "aoi.geojson")
+    text = """
+metadata:
+  version: 1
+  defaults: &defaults
+    driver: sentinel2
+    args: {aoi: aoi.geojson, max_cloud: 10}
+sources:
+  loose:
+    <<: *defaults
+    description: default cloud cover
+  strict:
+    <<: *defaults
+    description: stricter
+    args: {aoi: aoi.geojson, max_cloud: 2}
+"""
+    cat = s2intake.open_catalog(_write(tmp_path / "merge.yaml", text))
+    assert sorted(cat) == ["loose", "strict"]
+    assert cat.loose._raw["max_cloud"] == 10
+    assert cat.strict._raw["max_cloud"] == 2
+    assert cat.strict.description == "stricter"
+    twice = text.replace("    description: stricter\n", "    description: stricter\n"
+                         "    description: again\n")
+    with pytest.raises(CatalogError, match="duplicate key 'description'"):
+        s2intake.open_catalog(_write(tmp_path / "twice.yaml", twice))
+
+
 def test_catalog_error_is_not_swallowed_as_empty_search(replica_env: str) -> None:
     cat = s2intake.open_catalog(CATALOGS / "berry_creek.yaml")
     source = cat.berry_creek(start="2019-01-01", end="2019-01-31")  # nothing then
