@@ -209,6 +209,14 @@ def _aoi_polygon(spec: Mapping[str, Any]) -> dict[str, Any]:
     return spec["aoi"]["lonlat"]
 
 
+def _compute_timed(lazy: Any, clock: Clock) -> Any:
+    """End the lazy lap, compute ``lazy`` (a dask array), end the compute lap."""
+    clock.lap("lazy")
+    out = lazy.compute()
+    clock.lap("compute")
+    return out
+
+
 def _job_seed(spec: Mapping[str, Any], clock: Clock) -> Any:
     """(a) The seed: stackstac of whole tiles, rioxarray clip to the AOI, odc-algo-like RGBA."""
     import rioxarray  # noqa: F401  (registers .rio)
@@ -221,10 +229,7 @@ def _job_seed(spec: Mapping[str, Any], clock: Clock) -> Any:
     stack = stackstac.stack(items, assets=list(BANDS), rescale=False)
     subset = stack.rio.clip([_aoi_polygon(spec)], crs="EPSG:4326")
     rgba = _rgba_lazy(*(subset.sel(band=b).data for b in BANDS))
-    clock.lap("lazy")
-    out = rgba.compute()
-    clock.lap("compute")
-    return out
+    return _compute_timed(rgba, clock)
 
 
 def _job_stackstac(spec: Mapping[str, Any], clock: Clock) -> Any:
@@ -237,10 +242,7 @@ def _job_stackstac(spec: Mapping[str, Any], clock: Clock) -> Any:
     stack = stackstac.stack(items, assets=list(BANDS), bounds_latlon=spec["aoi"]["lonlat_bbox"],
                             dtype=np.dtype("uint16"), fill_value=np.uint16(0), rescale=False)
     rgba = _rgba_lazy(*(stack.sel(band=b).data for b in BANDS))
-    clock.lap("lazy")
-    out = rgba.compute()
-    clock.lap("compute")
-    return out
+    return _compute_timed(rgba, clock)
 
 
 def _job_odc(spec: Mapping[str, Any], clock: Clock) -> Any:
@@ -255,10 +257,7 @@ def _job_odc(spec: Mapping[str, Any], clock: Clock) -> Any:
                                                                     crs="EPSG:4326"),
                        chunks={"x": 1024, "y": 1024})
     rgba = _rgba_lazy(*(ds[b].data for b in BANDS))
-    clock.lap("lazy")
-    out = rgba.compute()
-    clock.lap("compute")
-    return out
+    return _compute_timed(rgba, clock)
 
 
 class _ItemShim:
@@ -359,10 +358,7 @@ def _job_lazycogs(spec: Mapping[str, Any], clock: Clock) -> Any:
                         bbox=tuple(spec["aoi"]["utm_bounds"]), crs=TILE_CRS, resolution=RES,
                         bands=list(BANDS), chunks={"time": 1, "y": 1024, "x": 1024})
     rgba = _rgba_lazy(*(arr.sel(band=b).data for b in BANDS))
-    clock.lap("lazy")
-    out = rgba.compute()
-    clock.lap("compute")
-    return out
+    return _compute_timed(rgba, clock)
 
 
 def _apply_patches(patches: Sequence[str]) -> None:
@@ -469,10 +465,7 @@ def _job_s2intake(spec: Mapping[str, Any], clock: Clock) -> Any:
     if spec["aoi"]["kind"] == "polygon":
         ds = ds.s2.clip_aoi()
     rgba = s2intake.to_rgb(ds)
-    clock.lap("lazy")
-    out = rgba.data.compute()
-    clock.lap("compute")
-    return out
+    return _compute_timed(rgba.data, clock)
 
 
 def _job_s2intake_gif(spec: Mapping[str, Any], clock: Clock) -> Any:
